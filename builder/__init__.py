@@ -1,0 +1,1 @@
+"""Offline builder: Hugging Face checkpoint -> checked engine -> Triton model repository."""

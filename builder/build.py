@@ -1,0 +1,124 @@
+"""The build pipeline: checkpoint -> spec -> ONNX engine -> parity check -> Triton repository.
+
+Nothing is written under `out` until the engine has matched transformers; the files are staged in a
+temporary folder beside it first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.checkpoint import content_hash, resolve_checkpoint
+from builder.errors import BuildError
+from builder.inspect import inspect_checkpoint, save_tokenizer
+from builder.repository import write_repository
+from trident import __version__
+from trident.spec import ModelSpec
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BuildOptions:
+    model: str
+    out: Path
+    name: str | None = None
+    task: str | None = None
+    pooling: str | None = None
+    max_length: int | None = None
+    max_num_tokens: int = 16384
+    quantization: str = "no_quant"
+    default_route: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class BuildResult:
+    spec: ModelSpec
+    repository: Path
+    seconds: float
+
+
+def default_name(model_dir: Path, model: str) -> str:
+    candidate = model.rstrip("/").split("/")[-1] if not Path(model).is_dir() else model_dir.name
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in candidate).strip("-.") or "model"
+
+
+def build(options: BuildOptions, progress: Progress = print) -> BuildResult:
+    started = time.monotonic()
+    model_dir = resolve_checkpoint(options.model, options.revision)
+    name = options.name or default_name(model_dir, options.model)
+    progress(f"inspecting {model_dir}")
+    spec = inspect_checkpoint(model_dir, name, options.task, options.pooling, options.max_length,
+                              options.trust_remote_code)
+    spec.max_num_tokens = options.max_num_tokens
+    spec.quantization = options.quantization
+    spec.default_route = options.default_route or spec.default_route
+    spec.source = str(model_dir) if Path(options.model).is_dir() else options.model
+    spec.revision = options.revision or ""
+    spec.builder_version = __version__
+    progress("hashing the checkpoint")
+    spec.content_hash = content_hash(model_dir)
+    options.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".trident-build-", dir=options.out) as staging:
+        staging_dir = Path(staging)
+        save_tokenizer(model_dir, staging_dir / "tokenizer.json")
+        onnx_file = staging_dir / "model.onnx"
+        _export_and_check(model_dir, spec, onnx_file, progress)
+        progress("writing the Triton model repository")
+        repository = staging_dir / "repository"
+        write_repository(spec, repository, onnx_file, staging_dir / "tokenizer.json")
+        _move_models(repository, options.out)
+    return BuildResult(spec, options.out, time.monotonic() - started)
+
+
+def _export_and_check(model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Progress) -> None:
+    from builder.export import export_onnx
+    from builder.parity import ParityError, check_parity
+
+    progress("exporting to ONNX (torch.export, dynamo)")
+    export_onnx(model_dir, spec, onnx_file, progress=progress)
+    progress("checking the engine against transformers")
+    try:
+        report = check_parity(model_dir, spec, onnx_file, strict=True)
+    except ParityError as exc:
+        raise BuildError(f"the engine does not match transformers, nothing was written: {exc}") from None
+    spec.parity = {"max_abs_diff": report.max_abs_diff, "min_cosine": report.min_cosine,
+                   "texts": report.num_texts, "tolerance": report.tolerance}
+
+
+def _move_models(staged: Path, out: Path) -> None:
+    for folder in staged.iterdir():
+        target = out / folder.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(folder), target)
+
+
+def summary(result: BuildResult) -> str:
+    spec = result.spec
+    lines = [
+        f"built {spec.name} in {result.seconds:.1f} s -> {result.repository}",
+        f"  task        {spec.task} ({spec.architecture}, default route {spec.default_route})",
+        f"  engine      {spec.engine}, {spec.dtype}, max length {spec.max_length}, max_num_tokens {spec.max_num_tokens}",
+    ]
+    if spec.task == "embedding":
+        lines.append(f"  embedding   dim {spec.dim}, pooling {spec.pooling}, normalize {spec.normalize}")
+    else:
+        lines.append(f"  labels      {', '.join(spec.labels())}")
+    if spec.prompts:
+        lines.append(f"  prompts     {', '.join(spec.prompts)} (default {spec.default_prompt_name})")
+    parity = spec.parity
+    lines += [
+        f"  parity      max |diff| {parity.get('max_abs_diff', float('nan')):.2e}, min cosine "
+        f"{parity.get('min_cosine', float('nan')):.7f} over {parity.get('texts')} texts (tolerance {parity.get('tolerance')})",
+        f"  models      {spec.name} = {spec.name}_tokenizer -> {spec.name}_engine -> {spec.name}_postprocess",
+        f"  source      {spec.source} (sha256 {spec.content_hash[:16]})",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,248 @@
+"""Export a local Hugging Face checkpoint to the one ONNX graph the engine serves.
+
+The graph takes int64 `[batch, seq]` inputs (see `onnx_input_names`) and returns either `embeddings`
+`[batch, dim]` (pooling folded in, never normalized: normalization is a per-request choice) or `logits`
+(`[batch, num_labels]`, or `[batch, seq, num_labels]` for NER).
+
+Only the dynamo exporter is used: the legacy TorchScript exporter silently produces wrong hidden states
+for BERT-family models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import Tensor, nn
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    PreTrainedModel,
+)
+from transformers.utils import logging as hf_logging
+
+from trident.onnx_engine import position_ids_from_mask
+from trident.spec import ModelSpec
+
+OPSET = 18
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")  # sdpa first: faster graph; eager is the fallback
+EXPORT_CHECK_TOLERANCE = 1e-4
+# Example shapes: batch 2 and seq 16 so torch.export never specializes either dim to 0/1.
+_EXAMPLE_BATCH = 2
+_EXAMPLE_SEQ = 16
+# Protobuf refuses files over 2 GiB; above this the weights go to one `<name>.data` file beside the graph.
+_EXTERNAL_DATA_BYTES = 1_800_000_000
+
+_MODEL_CLASSES = {
+    "embedding": AutoModel,
+    "reranker": AutoModelForSequenceClassification,
+    "classifier": AutoModelForSequenceClassification,
+    "ner": AutoModelForTokenClassification,
+}
+
+Progress = Callable[[str], None]
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the torch model."""
+
+
+def onnx_input_names(spec: ModelSpec) -> list[str]:
+    """Inputs of the exported graph, in order. The engine feeds whatever the session declares."""
+    names = ["input_ids", "attention_mask"]
+    if spec.uses_token_type_ids:
+        names.append("token_type_ids")
+    # Left padding shifts every token right, so positions must come from the mask, not from arange.
+    if spec.padding_side == "left":
+        names.append("position_ids")
+    return names
+
+
+def onnx_output_name(spec: ModelSpec) -> str:
+    return "embeddings" if spec.task == "embedding" else "logits"
+
+
+def load_model(model_dir: Path, spec: ModelSpec, attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """Load the checkpoint in float32 eval mode, never running repository code."""
+    model = _MODEL_CLASSES[spec.task].from_pretrained(
+        model_dir,
+        local_files_only=True,
+        trust_remote_code=False,
+        dtype=torch.float32,
+        attn_implementation=attn_implementation,
+    )
+    return model.eval()
+
+
+def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
+    """Pool `[batch, seq, dim]` hidden states like sentence-transformers' Pooling module."""
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    if pooling == "cls":
+        # First attended token: h[:, 0] under right padding, still the [CLS] token under left padding.
+        index = torch.where(attention_mask > 0, positions, hidden.shape[1]).amin(dim=1)
+    elif pooling == "lasttoken":
+        # Last attended token, whichever side the padding is on. Max, not ArgMax: ORT has no int64 ArgMax.
+        index = (positions * (attention_mask > 0)).amax(dim=1)
+    else:
+        raise ValueError(f"unsupported pooling {pooling!r}")
+    index = index.clamp(max=hidden.shape[1] - 1)
+    gather_index = index.view(-1, 1, 1).expand(-1, 1, hidden.shape[2])
+    return hidden.gather(1, gather_index).squeeze(1)
+
+
+class ServingGraph(nn.Module):
+    """What gets exported: the HF model plus, for embeddings, the pooling."""
+
+    def __init__(self, model: PreTrainedModel, spec: ModelSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.task = spec.task
+        self.pooling = spec.pooling or "mean"
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> Tensor:
+        extra = {"token_type_ids": token_type_ids, "position_ids": position_ids}
+        kwargs = {k: v for k, v in extra.items() if v is not None}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if self.task == "embedding":
+            return pool(out.last_hidden_state, attention_mask, self.pooling)
+        return out.logits
+
+
+def _example_inputs(spec: ModelSpec, vocab_size: int, batch: int, lengths: list[int]) -> dict[str, Tensor]:
+    """Random in-vocab ids with per-row lengths, padded on spec.padding_side with a zero mask."""
+    seq = max(lengths)
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1, vocab_size, (batch, seq), generator=generator)
+    attention_mask = torch.zeros(batch, seq, dtype=torch.int64)
+    for row, length in enumerate(lengths):
+        if spec.padding_side == "left":
+            attention_mask[row, seq - length :] = 1
+        else:
+            attention_mask[row, :length] = 1
+    feeds = {"input_ids": input_ids * attention_mask, "attention_mask": attention_mask}
+    if spec.uses_token_type_ids:
+        token_type_ids = torch.zeros_like(input_ids)
+        token_type_ids[:, seq // 2 :] = 1  # exercise both segment embeddings
+        feeds["token_type_ids"] = token_type_ids * attention_mask
+    if spec.padding_side == "left":
+        feeds["position_ids"] = torch.from_numpy(position_ids_from_mask(attention_mask.numpy()))
+    return feeds
+
+
+def _param_bytes(model: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the exporter's known-noise (torchvision, axis renames, deprecations) and HF progress bars."""
+    registration_logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    old_level = registration_logger.level
+    registration_logger.setLevel(logging.ERROR)
+    bars_were_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+            yield
+    finally:
+        registration_logger.setLevel(old_level)
+        if bars_were_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _export(graph: ServingGraph, spec: ModelSpec, out_path: Path) -> None:
+    vocab_size = graph.model.config.vocab_size
+    example_seq = max(2, min(_EXAMPLE_SEQ, spec.max_length))
+    feeds = _example_inputs(spec, vocab_size, _EXAMPLE_BATCH, [example_seq, example_seq // 2])
+    batch = torch.export.Dim("batch")
+    seq = torch.export.Dim("seq", max=max(spec.max_length, example_seq))
+    external = _param_bytes(graph) > _EXTERNAL_DATA_BYTES
+    _remove_outputs(out_path)
+    torch.onnx.export(
+        graph,
+        (),
+        str(out_path),
+        kwargs=feeds,
+        input_names=list(feeds),
+        output_names=[onnx_output_name(spec)],
+        opset_version=OPSET,
+        dynamo=True,
+        external_data=external,
+        dynamic_shapes={name: {0: batch, 1: seq} for name in feeds},
+        verbose=False,
+    )
+
+
+def _remove_outputs(out_path: Path) -> None:
+    """Drop a previous graph and its weights file so a stale `.data` can never be picked up."""
+    for path in (out_path, out_path.with_name(out_path.name + ".data")):
+        path.unlink(missing_ok=True)
+
+
+def _check_against_torch(graph: ServingGraph, spec: ModelSpec, out_path: Path) -> float:
+    """Max abs diff on shapes the export never saw: batch 1 / seq 1, and a ragged batch of 3."""
+    vocab_size = graph.model.config.vocab_size
+    session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+    longest = max(2, min(23, spec.max_length))
+    diffs = []
+    for batch, lengths in ((1, [1]), (3, [longest, 1, longest // 2])):
+        feeds = _example_inputs(spec, vocab_size, batch, lengths)
+        with torch.inference_mode():
+            expected = graph(**feeds).numpy()
+        (actual,) = session.run(None, {k: v.numpy() for k, v in feeds.items()})
+        if actual.shape != expected.shape:
+            raise ExportError(f"ONNX output shape {actual.shape} != torch {expected.shape}")
+        if spec.task == "ner":  # padding rows carry no meaning and may differ
+            mask = feeds["attention_mask"].numpy().astype(bool)
+            actual, expected = actual[mask], expected[mask]
+        diffs.append(float(np.abs(actual - expected).max()))
+    return float(np.max(diffs))  # np.max, not max(): a NaN must propagate and fail the tolerance check
+
+
+def export_onnx(model_dir: Path, spec: ModelSpec, out_path: Path, progress: Progress | None = None) -> None:
+    """Export model_dir to out_path (ONNX, opset 18, dynamic batch and seq) and check it against torch.
+
+    Tries sdpa attention, then eager, keeping the first whose graph matches torch within
+    EXPORT_CHECK_TOLERANCE on unseen shapes; raises ExportError if none does.
+    """
+    say = progress or (lambda _msg: None)
+    if spec.task == "embedding" and spec.pooling not in ("mean", "cls", "lasttoken"):
+        raise ValueError(f"embedding export needs a pooling, got {spec.pooling!r}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for attn in ATTN_IMPLEMENTATIONS:
+        with quiet():
+            say(f"loading {model_dir} ({spec.task}, attention={attn})")
+            try:
+                graph = ServingGraph(load_model(model_dir, spec, attn), spec).eval()
+            except (ValueError, ImportError) as exc:  # model has no such attention implementation
+                failures.append(f"{attn}: cannot load ({exc})")
+                continue
+            say(f"exporting to {out_path} (opset {OPSET}, dynamo)")
+            _export(graph, spec, out_path)
+            say("checking the ONNX graph against torch on batch 1 / seq 1 and a ragged batch")
+            diff = _check_against_torch(graph, spec, out_path)
+        if diff <= EXPORT_CHECK_TOLERANCE:
+            say(f"export ok: max abs diff vs torch {diff:.2e}")
+            return
+        failures.append(f"{attn}: max abs diff {diff:.2e} > {EXPORT_CHECK_TOLERANCE:.0e}")
+    _remove_outputs(out_path)
+    raise ExportError(f"no attention implementation exported correctly: {'; '.join(failures)}")

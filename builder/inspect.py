@@ -1,0 +1,185 @@
+"""Reading a checkpoint into a ModelSpec: task, pooling, normalization, lengths, labels, prompts.
+
+Sources, in the order sentence-transformers itself trusts them: `modules.json` and the Pooling
+module's config, `sentence_bert_config.json`, `config_sentence_transformers.json`, then `config.json`
+and the tokenizer's own settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from builder.errors import BuildError
+from trident.spec import POOLINGS, TASKS, ModelSpec
+
+CAUSAL_TYPES = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3_text", "phi3"}
+# RoBERTa-style position ids start after the padding index, so two positions are never usable.
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+ST_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+UNSUPPORTED_POOLING_KEYS = ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens")
+SUPPORTED_ST_MODULES = {"Transformer", "Pooling", "Normalize"}
+
+
+def read_json(path: Path) -> dict[str, Any] | list[Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BuildError(f"{path} is not valid JSON: {exc}") from None
+
+
+def inspect_checkpoint(
+    model_dir: Path,
+    name: str,
+    task: str | None = None,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    trust_remote_code: bool = False,
+) -> ModelSpec:
+    config = read_json(model_dir / "config.json")
+    if not isinstance(config, dict):
+        raise BuildError(f"{model_dir}/config.json is missing or not an object")
+    if config.get("auto_map") and not trust_remote_code:
+        raise BuildError(
+            f"{model_dir.name} needs code shipped with the checkpoint (config.json has auto_map). "
+            "Trident never runs model code unless you pass --trust-remote-code."
+        )
+    architecture = (config.get("architectures") or ["AutoModel"])[0]
+    model_type = str(config.get("model_type", ""))
+    task = task or detect_task(architecture, config)
+    if task not in TASKS:
+        raise BuildError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    modules = _sentence_transformers_modules(model_dir)
+    causal = model_type in CAUSAL_TYPES
+    tokenizer_info = _tokenizer_info(model_dir)
+    spec = ModelSpec(
+        name=name,
+        task=task,
+        architecture=architecture,
+        model_type=model_type,
+        max_length=max_length or _max_length(model_dir, config, tokenizer_info),
+        dim=_output_dim(config, task),
+        pooling=(pooling or _pooling(model_dir, modules, causal)) if task == "embedding" else None,
+        normalize=task == "embedding" and any(m.endswith("Normalize") for m in modules.values()),
+        padding_side=tokenizer_info["padding_side"],
+        uses_token_type_ids=tokenizer_info["uses_token_type_ids"],
+        pad_token_id=tokenizer_info["pad_token_id"],
+        vocab_size=int(config.get("vocab_size") or 0),  # ids past the embedding table are refused
+        id2label=_id2label(config) if task != "embedding" else {},
+        **_prompts(model_dir),
+    )
+    if spec.pooling is not None and spec.pooling not in POOLINGS:
+        raise BuildError(f"unknown pooling {spec.pooling!r}; choose one of {', '.join(POOLINGS)}")
+    return spec
+
+
+def detect_task(architecture: str, config: dict[str, Any]) -> str:
+    if architecture.endswith("ForSequenceClassification"):
+        return "reranker" if _num_labels(config) == 1 else "classifier"
+    if architecture.endswith("ForTokenClassification"):
+        return "ner"
+    return "embedding"
+
+
+def _num_labels(config: dict[str, Any]) -> int:
+    if config.get("id2label"):
+        return len(config["id2label"])
+    return int(config.get("num_labels", 2))
+
+
+def _id2label(config: dict[str, Any]) -> dict[str, str]:
+    labels = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(_num_labels(config))}
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def _output_dim(config: dict[str, Any], task: str) -> int:
+    if task == "embedding":
+        return int(config.get("hidden_size") or config.get("d_model") or config.get("dim"))
+    return _num_labels(config)
+
+
+def _sentence_transformers_modules(model_dir: Path) -> dict[str, str]:
+    """Module path -> class name, refusing modules whose maths the engine does not reproduce."""
+    modules = read_json(model_dir / "modules.json") or []
+    found = {}
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind not in SUPPORTED_ST_MODULES:
+            raise BuildError(
+                f"sentence-transformers module {kind!r} ({module.get('path')}) is not supported yet; "
+                f"supported: {', '.join(sorted(SUPPORTED_ST_MODULES))}"
+            )
+        found[str(module.get("path", ""))] = kind
+    return found
+
+
+def _pooling(model_dir: Path, modules: dict[str, str], causal: bool) -> str:
+    for path, kind in modules.items():
+        if kind == "Pooling":
+            return _pooling_from_config(model_dir / path / "config.json")
+    return "lasttoken" if causal else "mean"
+
+
+def _pooling_from_config(path: Path) -> str:
+    config = read_json(path) or {}
+    if isinstance(config.get("pooling_mode"), str):
+        mode = {"cls": "cls", "mean": "mean", "lasttoken": "lasttoken"}.get(config["pooling_mode"])
+        if mode:
+            return mode
+    chosen = [mode for key, mode in ST_POOLING_KEYS.items() if config.get(key)]
+    unsupported = [key for key in UNSUPPORTED_POOLING_KEYS if config.get(key)]
+    if unsupported or len(chosen) != 1:
+        raise BuildError(
+            f"{path}: pooling {unsupported or chosen or 'none'} is not supported; "
+            "Trident pools with exactly one of cls, mean or lasttoken (override with --pooling)"
+        )
+    return chosen[0]
+
+
+def _tokenizer_info(model_dir: Path) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, use_fast=True)
+    except Exception as exc:
+        raise BuildError(f"cannot load the tokenizer of {model_dir}: {exc}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise BuildError(f"{model_dir} has no fast (tokenizers) tokenizer; Trident needs tokenizer.json")
+    return {
+        "tokenizer": tokenizer,
+        "padding_side": tokenizer.padding_side,
+        "uses_token_type_ids": "token_type_ids" in tokenizer.model_input_names,
+        "model_max_length": tokenizer.model_max_length,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+    }
+
+
+def _max_length(model_dir: Path, config: dict[str, Any], tokenizer_info: dict[str, Any]) -> int:
+    """sentence-transformers' max_seq_length wins, else the tokenizer's; never past the positions."""
+    positions = config.get("max_position_embeddings")
+    usable = positions - POSITION_OFFSET.get(config.get("model_type", ""), 0) if positions else None
+    st_config = read_json(model_dir / "sentence_bert_config.json") or {}
+    preferred = st_config.get("max_seq_length") or tokenizer_info["model_max_length"]
+    lengths = [int(c) for c in (preferred, usable) if isinstance(c, int) and 0 < c < 1_000_000]
+    if not lengths:
+        raise BuildError("cannot tell the model's maximum sequence length; pass --max-length")
+    return min(lengths)
+
+
+def _prompts(model_dir: Path) -> dict[str, Any]:
+    config = read_json(model_dir / "config_sentence_transformers.json") or {}
+    prompts = {str(k): str(v) for k, v in (config.get("prompts") or {}).items()}
+    default = config.get("default_prompt_name")
+    return {"prompts": prompts, "default_prompt_name": default if default in prompts else None}
+
+
+def save_tokenizer(model_dir: Path, out_file: Path) -> None:
+    """The exact fast tokenizer transformers uses, as one tokenizer.json for the Triton model."""
+    _tokenizer_info(model_dir)["tokenizer"].backend_tokenizer.save(str(out_file))

@@ -1,0 +1,1 @@
+"""HTTP gateway: OpenAI / TEI / BEI routes translated into Triton gRPC calls."""

@@ -1,0 +1,85 @@
+"""Limits applied before any parsing: request body size and requests in flight."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import ApiError, error_response
+
+
+class BodyLimitMiddleware:
+    """413 for a body over the limit, judged by Content-Length or, when chunked, while it arrives."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        error = ApiError(413, f"request body is larger than the limit of {self.max_bytes} bytes")
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"application/json").lower()
+        if scope["method"] == "POST" and b"json" not in content_type:
+            media = ApiError(415, f"request body must be JSON (Content-Type: application/json), got {content_type.decode('latin-1')!r}")
+            await error_response(media, scope["path"])(scope, receive, send)
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await error_response(error, scope["path"])(scope, receive, send)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await error_response(error, scope["path"])(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for the disconnect as usual
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it grows past the limit (the rest is never read)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+class ConcurrencyLimitMiddleware:
+    """At most N requests in flight; beyond that 429 with Retry-After at once, never a queue."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, exempt: tuple[str, ...] = ("/health", "/metrics")) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            error = ApiError(429, f"too many requests in flight (limit {self.max_in_flight}); retry shortly",
+                             headers={"Retry-After": "1"})
+            await error_response(error, scope["path"])(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -1,0 +1,53 @@
+"""`GET /health`, `/v1/models`, `/info`."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.errors import ApiError
+from gateway.responses import json_response
+from trident import __version__
+
+router = APIRouter()
+STARTED = int(time.time())
+
+
+@router.get("/health", tags=["Meta"])
+async def health(request: Request) -> Response:
+    """200 when Triton is ready and the models are known; 503 otherwise."""
+    gateway = request.app.state.gateway
+    if not await gateway.backend.ready():
+        raise ApiError(503, "the inference server is not ready")
+    if not gateway.registry:
+        raise ApiError(503, "no model is loaded yet")
+    return json_response({"status": "ok", "models": sorted(gateway.registry.models)})
+
+
+@router.get("/v1/models", tags=["OpenAI"])
+async def list_models(request: Request) -> Response:
+    models = request.app.state.gateway.registry.models
+    data = [{"id": name, "object": "model", "created": STARTED, "owned_by": "trident",
+             "task": spec.task, "dimensions": spec.dim if spec.task == "embedding" else None}
+            for name, spec in sorted(models.items())]
+    return json_response({"object": "list", "data": data})
+
+
+@router.get("/info", tags=["TEI"])
+async def info(request: Request, model: str | None = None) -> Response:
+    gateway = request.app.state.gateway
+    spec = gateway.registry.pick(model)
+    settings = gateway.settings
+    return json_response({
+        "model_id": spec.name, "model_sha": spec.content_hash, "model_type": spec.task,
+        "task": spec.task, "architecture": spec.architecture, "pooling": spec.pooling,
+        "dimensions": spec.dim if spec.task == "embedding" else None, "labels": spec.labels(),
+        "max_input_length": spec.max_length, "max_num_tokens": spec.max_num_tokens,
+        "max_client_batch_size": settings.max_client_batch_size,
+        "max_concurrent_requests": settings.max_concurrent_requests,
+        "auto_truncate": settings.auto_truncate, "prompts": spec.prompts,
+        "default_route": spec.default_route, "version": __version__, "engine": spec.engine,
+        "models": sorted(gateway.registry.models),
+    })

@@ -1,0 +1,18 @@
+"""Gateway settings: every limit and default in one place, set from `trident serve` flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class GatewaySettings:
+    triton_urls: list[str] = field(default_factory=lambda: ["127.0.0.1:8001"])
+    max_client_batch_size: int = 2048  # inputs per HTTP request (OpenAI's limit)
+    triton_batch_size: int = 32  # inputs per Triton sub-request; Triton's dynamic batcher merges them
+    max_payload_bytes: int = 2 * 1024 * 1024
+    max_concurrent_requests: int = 512
+    request_timeout_s: float = 60.0  # deadline of every Triton call
+    auto_truncate: bool = False  # TEI routes' default for `truncate`; /v1/embeddings always truncates
+    api_key: str | None = None
+    default_model: str | None = None

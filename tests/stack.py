@@ -1,0 +1,102 @@
+"""Start and stop a real `trident serve` (tritonserver + gateway) for tests, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SHM = Path("/dev/shm")
+SHM_PREFIX = "triton_python_backend_shm_region_"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def shm_regions() -> set[str]:
+    return {p.name for p in SHM.glob(SHM_PREFIX + "*")} if SHM.is_dir() else set()
+
+
+@dataclass
+class Stack:
+    """One `trident serve` subprocess; `args` are extra CLI arguments (models, repositories, flags)."""
+
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    triton_http_port: int = field(default_factory=free_port)
+    triton_grpc_port: int = field(default_factory=free_port)
+    triton_metrics_port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    _shm_before: set[str] = field(default_factory=set)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.triton_grpc_port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "trident.cli", "serve", *self.args,
+            "--port", str(self.port),
+            "--triton-http-port", str(self.triton_http_port),
+            "--triton-grpc-port", str(self.triton_grpc_port),
+            "--triton-metrics-port", str(self.triton_metrics_port),
+        ]
+
+    def start(self, timeout: float = 300.0) -> Stack:
+        self._shm_before = shm_regions()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **self.env}, start_new_session=True)
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"trident serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"trident serve was not healthy after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the serve process (it stops Triton), SIGKILL to the group if it hangs."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process:
+            try:  # anything left in the group (a stub, a Triton after a crash)
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for region in shm_regions() - self._shm_before:
+            (SHM / region).unlink(missing_ok=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])

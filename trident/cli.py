@@ -1,0 +1,140 @@
+"""The `trident` command: `build` a model repository, `serve` it (Triton + gateway)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from trident import __version__
+
+
+def _add_build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=["embedding", "reranker", "classifier", "ner"],
+                        help="override the task detected from config.json")
+    parser.add_argument("--pooling", choices=["cls", "mean", "lasttoken"], help="override the pooling")
+    parser.add_argument("--max-length", type=int, help="override the maximum tokens per input")
+    parser.add_argument("--max-num-tokens", type=int, default=16384, help="token budget of one engine batch")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow checkpoints that ship their own model code (never the default)")
+
+
+def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="gateway address (default loopback only)")
+    parser.add_argument("--port", type=int, default=8080, help="gateway port")
+    parser.add_argument("--api-key", default=os.environ.get("TRIDENT_API_KEY"),
+                        help="require Authorization: Bearer KEY (env TRIDENT_API_KEY)")
+    parser.add_argument("--auto-truncate", action="store_true",
+                        help="TEI routes truncate over-long inputs unless the request says otherwise")
+    parser.add_argument("--max-client-batch-size", type=int, default=2048, help="inputs per request")
+    parser.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight")
+    parser.add_argument("--max-payload-bytes", type=int, default=2 * 1024 * 1024, help="request body limit")
+    parser.add_argument("--triton-batch-size", type=int, default=32, help="inputs per Triton sub-request")
+    parser.add_argument("--request-timeout", type=float, default=60.0, help="deadline of each Triton call, s")
+    parser.add_argument("--default-model", help="model used when a request names none")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="trident", description=__doc__)
+    root.add_argument("--version", action="version", version=f"trident {__version__}")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="checkpoint -> checked engine -> Triton model repository")
+    build.add_argument("model", help="local checkpoint folder or Hugging Face hub id")
+    build.add_argument("--out", type=Path, required=True, help="model repository folder to write into")
+    build.add_argument("--name", help="served model name (default: the folder or repo name)")
+    build.add_argument("--revision", help="hub revision")
+    _add_build_options(build)
+
+    serve = commands.add_parser("serve", help="run Triton and the HTTP gateway")
+    serve.add_argument("--model", action="append", default=[], metavar="[NAME=]MODEL",
+                       help="checkpoint to build (or reuse) and serve; repeat for several models")
+    serve.add_argument("--repository", action="append", type=Path, default=[],
+                       help="an already built model repository; repeatable")
+    serve.add_argument("--triton-url", action="append", default=[], metavar="HOST:PORT",
+                       help="use a running Triton (gRPC) instead of starting one")
+    serve.add_argument("--triton-http-port", type=int, default=8000)
+    serve.add_argument("--triton-grpc-port", type=int, default=8001)
+    serve.add_argument("--triton-metrics-port", type=int, default=8002)
+    _add_build_options(serve)
+    _add_gateway_options(serve)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("trident").setLevel(logging.INFO)
+    from builder.errors import BuildError
+
+    try:
+        if args.command == "build":
+            return run_build(args)
+        return run_serve(args)
+    except BuildError as exc:
+        print(f"trident: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _build_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"task": args.task, "pooling": args.pooling, "max_length": args.max_length,
+            "max_num_tokens": args.max_num_tokens, "trust_remote_code": args.trust_remote_code}
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from builder.build import BuildOptions, build, summary
+
+    result = build(BuildOptions(model=args.model, out=args.out, name=args.name, revision=args.revision,
+                                **_build_options(args)), progress=lambda msg: print(f"... {msg}", flush=True))
+    print(summary(result))
+    return 0
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+    from trident.serve import ModelArg, Supervisor, default_models, make_server, prepare_model
+
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    supervisor = None
+    triton_urls = list(args.triton_url)
+    try:
+        if not triton_urls:
+            models = [ModelArg.parse(m) for m in args.model] or ([] if args.repository else default_models())
+            progress = lambda msg: print(f"... {msg}", flush=True)  # noqa: E731
+            repositories = [*args.repository, *(prepare_model(m, _build_options(args), progress) for m in models)]
+            server = make_server(repositories, args.triton_http_port, args.triton_grpc_port,
+                                 args.triton_metrics_port)
+            supervisor = Supervisor(server)
+            print(f"... starting tritonserver (gRPC {server.url}, HTTP {server.http_port})", flush=True)
+            supervisor.start()
+            triton_urls = [server.url]
+        settings = GatewaySettings(
+            triton_urls=triton_urls, max_client_batch_size=args.max_client_batch_size,
+            triton_batch_size=args.triton_batch_size, max_payload_bytes=args.max_payload_bytes,
+            max_concurrent_requests=args.max_concurrent_requests, request_timeout_s=args.request_timeout,
+            auto_truncate=args.auto_truncate, api_key=args.api_key, default_model=args.default_model,
+        )
+        print(f"... gateway on http://{args.host}:{args.port}", flush=True)
+        config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=10)
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The model spec: the one description of a built model that the builder writes and everyone reads.
+
+It travels as `manifest.json` beside the Triton repository and, verbatim, as the `trident_manifest`
+parameter of the ensemble's config, so a gateway pointed at any Triton can discover what it serves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS = ("embedding", "reranker", "classifier", "ner")
+POOLINGS = ("cls", "mean", "lasttoken")
+DEFAULT_ROUTES = {
+    "embedding": "/v1/embeddings",
+    "reranker": "/rerank",
+    "classifier": "/predict",
+    "ner": "/predict_tokens",
+}
+MANIFEST_PARAMETER = "trident_manifest"
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    task: str
+    architecture: str
+    model_type: str
+    max_length: int
+    dim: int
+    pooling: str | None = None
+    normalize: bool = False
+    padding_side: str = "right"
+    pad_token_id: int = 0
+    vocab_size: int = 0
+    uses_token_type_ids: bool = False
+    id2label: dict[str, str] = field(default_factory=dict)
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    default_route: str = ""
+    max_num_tokens: int = 16384
+    quantization: str = "no_quant"
+    dtype: str = "float32"
+    engine: str = "onnxruntime"
+    source: str = ""
+    revision: str = ""
+    content_hash: str = ""
+    builder_version: str = ""
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; expected one of {POOLINGS}")
+        if not self.default_route:
+            self.default_route = DEFAULT_ROUTES[self.task]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    def labels(self) -> list[str]:
+        return [self.id2label[str(i)] for i in range(self.num_labels)]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ModelSpec:
+        return cls.from_json(path.read_text())

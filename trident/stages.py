@@ -1,0 +1,102 @@
+"""The three steps of an ensemble as plain Python over numpy, one request dict in, one out.
+
+The Triton models in `model_repository/` only move tensors in and out of these; tests call them
+directly. A step gets every request of one dynamic batch at once, so it can work across them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trident import tensors as T
+from trident.postprocess import shape_embeddings
+from trident.spec import ModelSpec
+from trident.tokenization import TextTokenizer
+
+Request = dict[str, np.ndarray | None]
+Result = dict[str, np.ndarray] | Exception
+
+
+def column(values: np.ndarray | None, n: int, default: object) -> list:
+    """A per-item [n, 1] input as a list, or the default for each item when it was not sent."""
+    if values is None:
+        return [default] * n
+    return values.reshape(n).tolist()
+
+
+def decode_texts(values: np.ndarray) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.reshape(-1)]
+
+
+class TokenizerStage:
+    def __init__(self, spec: ModelSpec, files: Path) -> None:
+        self.tokenizer = TextTokenizer(files / "tokenizer.json", spec.max_length, spec.pad_token_id)
+
+    def process(self, requests: list[Request]) -> list[Result]:
+        return [self._one(request) for request in requests]
+
+    def _one(self, request: Request) -> Result:
+        try:
+            texts = decode_texts(request[T.TEXT])
+            pairs = decode_texts(request[T.TEXT_PAIR]) if request.get(T.TEXT_PAIR) is not None else None
+            n = len(texts)
+            batch = self.tokenizer.encode(
+                texts,
+                pairs,
+                truncate=column(request.get(T.TRUNCATE), n, True),
+                left=column(request.get(T.TRUNCATE_LEFT), n, False),
+            )
+        except (ValueError, UnicodeDecodeError) as exc:
+            return exc
+        return {
+            T.INPUT_IDS: batch.input_ids,
+            T.TOKEN_TYPE_IDS: batch.token_type_ids,
+            T.NUM_TOKENS: batch.lengths.reshape(-1, 1),
+        }
+
+
+class EngineStage:
+    """Unpads every sequence of every request, runs them together, hands each request its rows."""
+
+    def __init__(self, spec: ModelSpec, files: Path) -> None:
+        from trident.onnx_engine import OnnxEngine
+
+        self.spec = spec
+        self.engine = OnnxEngine(files / "model.onnx", spec, pad_id=spec.pad_token_id)
+
+    def process(self, requests: list[Request]) -> list[Result]:
+        sequences, types, counts = [], [], []
+        for request in requests:
+            ids, type_ids = request[T.INPUT_IDS], request[T.TOKEN_TYPE_IDS]
+            lengths = request[T.NUM_TOKENS].reshape(-1)
+            sequences += [ids[row, :length] for row, length in enumerate(lengths)]
+            types += [type_ids[row, :length] for row, length in enumerate(lengths)]
+            counts.append(len(lengths))
+        outputs = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None)
+        results: list[Result] = []
+        start = 0
+        for count in counts:
+            results.append({T.POOLED: np.stack(outputs[start : start + count]).astype(np.float32)})
+            start += count
+        return results
+
+
+class EmbeddingPostprocessStage:
+    def __init__(self, spec: ModelSpec, files: Path) -> None:
+        self.spec = spec
+
+    def process(self, requests: list[Request]) -> list[Result]:
+        return [self._one(request) for request in requests]
+
+    def _one(self, request: Request) -> Result:
+        pooled = request[T.POOLED]
+        n = len(pooled)
+        normalize = column(request.get(T.NORMALIZE), n, self.spec.normalize)
+        dimensions = column(request.get(T.DIMENSIONS), n, 0)
+        if len(set(normalize)) > 1 or len(set(dimensions)) > 1:
+            return ValueError("NORMALIZE and DIMENSIONS must be the same for every item of one request")
+        if not 0 <= dimensions[0] <= self.spec.dim:
+            return ValueError(f"DIMENSIONS must be between 1 and {self.spec.dim}, got {dimensions[0]}")
+        return {T.EMBEDDINGS: shape_embeddings(pooled, bool(normalize[0]), int(dimensions[0]))}

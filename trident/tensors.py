@@ -1,0 +1,18 @@
+"""Names of the tensors that flow through a Trident ensemble: the contract between its steps."""
+
+# Ensemble inputs (per item: every tensor is [batch, 1] so Triton can batch requests).
+TEXT = "TEXT"  # TYPE_STRING, UTF-8
+TEXT_PAIR = "TEXT_PAIR"  # TYPE_STRING, the document of a (query, document) pair; rerankers only
+TRUNCATE = "TRUNCATE"  # TYPE_BOOL, default true: cut inputs longer than the model's maximum
+TRUNCATE_LEFT = "TRUNCATE_LEFT"  # TYPE_BOOL, default false: cut from the start instead of the end
+NORMALIZE = "NORMALIZE"  # TYPE_BOOL, default: the model's own (sentence-transformers Normalize)
+DIMENSIONS = "DIMENSIONS"  # TYPE_INT32, default 0 = all: Matryoshka truncation before normalizing
+
+# Between the tokenizer and the engine.
+INPUT_IDS = "INPUT_IDS"  # TYPE_INT64 [batch, longest], right-padded
+TOKEN_TYPE_IDS = "TOKEN_TYPE_IDS"  # TYPE_INT64 [batch, longest]
+NUM_TOKENS = "NUM_TOKENS"  # TYPE_INT32 [batch, 1]: tokens actually processed, also an ensemble output
+
+# Engine and ensemble outputs.
+POOLED = "POOLED"  # TYPE_FP32 [batch, dim]: pooled, not normalized
+EMBEDDINGS = "EMBEDDINGS"  # TYPE_FP32 [batch, dim or DIMENSIONS]

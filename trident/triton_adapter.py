@@ -1,0 +1,43 @@
+"""The one piece of glue between Triton's Python backend and the plain stages in `trident.stages`.
+
+Each `model_repository/*/model.py` is a subclass that names its stage and tensors; this class reads
+the manifest from the model's config, moves tensors in and out, and turns a stage's exception into
+that request's error without failing the others of the batch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trident.spec import MANIFEST_PARAMETER, ModelSpec
+
+
+class StageModel:
+    stage_class: type
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        spec = ModelSpec.from_json(config["parameters"][MANIFEST_PARAMETER]["string_value"])
+        files = Path(args["model_repository"]) / args["model_version"]
+        self.stage = self.stage_class(spec, files)
+
+    def execute(self, requests: list) -> list:
+        import triton_python_backend_utils as pb_utils
+
+        batch = [{name: _as_numpy(pb_utils.get_input_tensor_by_name(r, name)) for name in self.input_names}
+                 for r in requests]
+        responses = []
+        for result in self.stage.process(batch):
+            if isinstance(result, Exception):
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result))))
+            else:
+                tensors = [pb_utils.Tensor(name, result[name]) for name in self.output_names]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+
+
+def _as_numpy(tensor):  # noqa: ANN001, ANN202 - pb_utils.Tensor exists only inside Triton
+    return None if tensor is None else tensor.as_numpy()

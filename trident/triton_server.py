@@ -1,0 +1,174 @@
+"""Running the `tritonserver` binary that ships inside the nvidia-pytriton wheel.
+
+What has to be right on a CPU-only machine (see shared notes, triton-on-cpu): a backend folder with
+the Python backend and the stub for this interpreter, LD_LIBRARY_PATH with this interpreter's own
+libpython first, this interpreter's bin/ first on PATH (the stub runs `python3`), and a shared-memory
+prefix of our own so whatever a crash leaves in /dev/shm can be found and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX = "triton_python_backend_shm_region_trident_"
+
+
+class TritonStartError(RuntimeError):
+    """tritonserver exited or did not become ready; the message carries the end of its log."""
+
+
+def pytriton_root() -> Path:
+    import pytriton
+
+    return Path(pytriton.__file__).resolve().parent / "tritonserver"
+
+
+def backend_directory(work_dir: Path) -> Path:
+    """A backends/python folder holding the backend library, its utils and this Python's stub."""
+    root = pytriton_root()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    python_dir = work_dir / "backends" / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    sources = {
+        "libtriton_python.so": root / "backends" / "python" / "libtriton_python.so",
+        "triton_python_backend_utils.py": root / "backends" / "python" / "triton_python_backend_utils.py",
+        "triton_python_backend_stub": root / "python_backend_stubs" / version / "triton_python_backend_stub",
+    }
+    for name, source in sources.items():
+        if not source.exists():
+            raise TritonStartError(f"nvidia-pytriton lacks {source}; Python {version} may not be supported")
+        target = python_dir / name
+        if not target.exists():
+            shutil.copy2(source, target)
+    return python_dir.parent
+
+
+def triton_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    site_packages = Path(pytriton_root()).parent.parent
+    libs = [sysconfig.get_config_var("LIBDIR") or "", str(site_packages / "nvidia_pytriton.libs")]
+    env["LD_LIBRARY_PATH"] = ":".join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(":")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM tritonserver when the process that started it dies, so none is orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def clean_shared_memory(prefix: str = SHM_PREFIX) -> list[str]:
+    """Remove Python-backend regions with our prefix (left by a crash); returns what was removed."""
+    removed = []
+    for region in SHM_DIR.glob(prefix + "*") if SHM_DIR.is_dir() else []:
+        region.unlink(missing_ok=True)
+        removed.append(region.name)
+    return removed
+
+
+@dataclass
+class TritonServer:
+    """One tritonserver process over one or more model repositories, bound to loopback by default."""
+
+    repositories: list[Path]
+    work_dir: Path
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    host: str = "127.0.0.1"
+    log_file: Path | None = None
+    shm_prefix: str = field(default_factory=lambda: f"{SHM_PREFIX}{uuid.uuid4().hex[:8]}_")
+    process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        root = pytriton_root()
+        return [
+            str(root / "bin" / "tritonserver"),
+            *(f"--model-repository={repository}" for repository in self.repositories),
+            f"--backend-directory={backend_directory(self.work_dir)}",
+            f"--cache-directory={root / 'caches'}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=true",
+            "--disable-auto-complete-config",
+            "--exit-timeout-secs=10",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            "--log-verbose=0",
+        ]
+
+    def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_file or self.work_dir / "tritonserver.log"
+        self.log_file = log_file
+        with log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=triton_environment(),
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def ready(self) -> bool:
+        try:
+            with urlopen(f"http://{self.host}:{self.http_port}/v2/health/ready", timeout=1) as response:
+                return response.status == 200
+        except (URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise TritonStartError(f"tritonserver exited while starting:\n{self.log_tail()}")
+            if self.ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise TritonStartError(f"tritonserver was not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM (Triton unloads models and frees shared memory), SIGKILL if it hangs, then clean up."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._kill_leftover_stubs()
+        clean_shared_memory(self.shm_prefix)
+
+    def _kill_leftover_stubs(self) -> None:
+        # Stubs share the server's process group; after a crash they may outlive it.
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_file or not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
