@@ -106,7 +106,8 @@ def summary(result: BuildResult) -> str:
     lines = [
         f"built {spec.name} in {result.seconds:.1f} s -> {result.repository}",
         f"  task        {spec.task} ({spec.architecture}, default route {spec.default_route})",
-        f"  engine      {spec.engine}, {spec.dtype}, max length {spec.max_length}, max_num_tokens {spec.max_num_tokens}",
+        f"  engine      {spec.engine}, {spec.dtype}, max length {spec.max_length}, "
+        f"max_num_tokens {spec.max_num_tokens}",
     ]
     if spec.task == "embedding":
         lines.append(f"  embedding   dim {spec.dim}, pooling {spec.pooling}, normalize {spec.normalize}")
@@ -117,7 +118,8 @@ def summary(result: BuildResult) -> str:
     parity = spec.parity
     lines += [
         f"  parity      max |diff| {parity.get('max_abs_diff', float('nan')):.2e}, min cosine "
-        f"{parity.get('min_cosine', float('nan')):.7f} over {parity.get('texts')} texts (tolerance {parity.get('tolerance')})",
+        f"{parity.get('min_cosine', float('nan')):.7f} over {parity.get('texts')} texts "
+        f"(tolerance {parity.get('tolerance')})",
         f"  models      {spec.name} = {spec.name}_tokenizer -> {spec.name}_engine -> {spec.name}_postprocess",
         f"  source      {spec.source} (sha256 {spec.content_hash[:16]})",
     ]

@@ -17,7 +17,6 @@ from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from trident import __version__
 
-
 INPUT_SHAPES = {
     "input": "a string, a list of strings, a list of token ids or a list of token-id lists",
     "inputs": "a string, a list of strings, a list of token ids or a list of token-id lists",
@@ -42,7 +41,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     gateway = Gateway(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         await gateway.start()
         yield
         await gateway.stop()

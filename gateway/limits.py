@@ -22,7 +22,8 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         content_type = headers.get(b"content-type", b"application/json").lower()
         if scope["method"] == "POST" and b"json" not in content_type:
-            media = ApiError(415, f"request body must be JSON (Content-Type: application/json), got {content_type.decode('latin-1')!r}")
+            got = content_type.decode("latin-1")
+            media = ApiError(415, f"request body must be JSON (Content-Type: application/json), got {got!r}")
             await error_response(media, scope["path"])(scope, receive, send)
             return
         length = headers.get(b"content-length")

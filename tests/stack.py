@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -90,10 +91,8 @@ class Stack:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         if self.process:
-            try:  # anything left in the group (a stub, a Triton after a crash)
+            with contextlib.suppress(ProcessLookupError):  # anything left in the group
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for region in shm_regions() - self._shm_before:
             (SHM / region).unlink(missing_ok=True)
 

@@ -65,7 +65,7 @@ def test_base64_equals_float(client):
     floats = client.embeddings.create(input=texts, model="all-MiniLM-L6-v2", encoding_format="float")
     raw = httpx.post(f"{client.base_url}embeddings",
                      json={"input": texts, "model": "all-MiniLM-L6-v2", "encoding_format": "base64"}).json()
-    for item, reference in zip(raw["data"], floats.data):
+    for item, reference in zip(raw["data"], floats.data, strict=True):
         decoded = np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4")
         np.testing.assert_array_equal(decoded, np.array(reference.embedding, dtype=np.float32))
 

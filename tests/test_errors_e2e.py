@@ -48,7 +48,8 @@ def test_openai_errors(stack, body, status, fragment):
 
 
 def test_malformed_json(stack):
-    response = post(stack, "/v1/embeddings", content=b'{"input": ["unterminated', headers={"content-type": "application/json"})
+    body = b'{"input": ["unterminated'
+    response = post(stack, "/v1/embeddings", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]["message"]
     assert_still_serving(stack)

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from factories import NER_LABELS, make_tiny_bert  # tests/ is on sys.path under pytest's rootdir insertion
 from sentence_transformers import SentenceTransformer
 from transformers import AutoTokenizer
 
 from builder.export import export_onnx
 from builder.parity import ParityError, check_parity, compare, default_texts, tokenize
+from tests.factories import NER_LABELS, make_tiny_bert
 from trident.onnx_engine import OnnxEngine, plan_batches
 from trident.spec import ModelSpec
 

@@ -43,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="checkpoint -> checked engine -> Triton model repository")
-    build.add_argument("model", help="local checkpoint folder or Hugging Face hub id")
+    build.add_argument("model", nargs="?",
+                       help="local checkpoint folder or Hugging Face hub id (default: all-MiniLM-L6-v2)")
     build.add_argument("--out", type=Path, required=True, help="model repository folder to write into")
     build.add_argument("--name", help="served model name (default: the folder or repo name)")
     build.add_argument("--revision", help="hub revision")
@@ -86,7 +87,10 @@ def _build_options(args: argparse.Namespace) -> dict[str, object]:
 
 def run_build(args: argparse.Namespace) -> int:
     from builder.build import BuildOptions, build, summary
+    from trident.models import DEFAULT_MODEL_NAME, default_model_dir
 
+    if args.model is None:
+        args.model, args.name = str(default_model_dir()), args.name or DEFAULT_MODEL_NAME
     result = build(BuildOptions(model=args.model, out=args.out, name=args.name, revision=args.revision,
                                 **_build_options(args)), progress=lambda msg: print(f"... {msg}", flush=True))
     print(summary(result))

@@ -76,13 +76,13 @@ class TextTokenizer:
         n = len(texts)
         truncate = truncate if truncate is not None else [True] * n
         left = left if left is not None else [False] * n
-        items = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
         encodings: list[Encoding | None] = [None] * n
         for direction in ("right", "left"):
             wanted = [i for i in range(n) if left[i] == (direction == "left")]
             if wanted:
                 encoded = self._truncating[direction].encode_batch([items[i] for i in wanted])
-                for i, encoding in zip(wanted, encoded):
+                for i, encoding in zip(wanted, encoded, strict=True):
                     encodings[i] = encoding
         for i, encoding in enumerate(encodings):
             if encoding.overflowing and not truncate[i]:

@@ -163,10 +163,8 @@ class TritonServer:
     def _kill_leftover_stubs(self) -> None:
         # Stubs share the server's process group; after a crash they may outlive it.
         if self.process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_file or not self.log_file.exists():

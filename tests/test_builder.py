@@ -1,0 +1,130 @@
+"""Builder: checkpoint inspection, hub errors, refusal on parity failure, repository contents."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from builder.build import BuildOptions, build
+from builder.errors import BuildError
+from builder.inspect import inspect_checkpoint
+from builder.repository import pbtxt_string
+from tests.factories import make_tiny_bert
+from trident.spec import ModelSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_minilm_spec(minilm_dir):
+    spec = inspect_checkpoint(minilm_dir, "all-MiniLM-L6-v2")
+    assert (spec.task, spec.pooling, spec.normalize, spec.max_length, spec.dim) == ("embedding", "mean", True, 256, 384)
+    assert spec.uses_token_type_ids and spec.vocab_size == 30522
+
+
+@pytest.mark.parametrize(("head", "labels", "task"), [("seq-cls", 1, "reranker"), ("seq-cls", 3, "classifier"),
+                                                      ("token-cls", None, "ner")])
+def test_task_detection(tmp_path, head, labels, task):
+    spec = inspect_checkpoint(make_tiny_bert(tmp_path / "m", head=head, num_labels=labels), "m")
+    assert spec.task == task
+    assert spec.pooling is None and spec.num_labels == (labels or 9)
+
+
+def test_pooling_and_length_from_sentence_transformers_files(tmp_path):
+    spec = inspect_checkpoint(make_tiny_bert(tmp_path / "m", pooling="mean", max_seq_length=77), "m")
+    assert (spec.pooling, spec.max_length, spec.normalize) == ("mean", 77, False)
+
+
+def test_remote_code_is_refused(tmp_path):
+    model = make_tiny_bert(tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BuildError, match="trust-remote-code"):
+        inspect_checkpoint(model, "m")
+
+
+def test_hub_id_offline_is_a_message_not_a_traceback(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "trident.cli", "build", "no-such-org/no-such-model",
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert "could not fetch 'no-such-org/no-such-model'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "no-such-model").exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "trident.cli", "build", str(tmp_path), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no config.json" in result.stderr
+
+
+def test_build_refuses_to_write_when_engine_differs(tmp_path, monkeypatch):
+    """Export a different (re-seeded) model than the checkpoint: parity must fail, nothing written."""
+    import builder.export as export
+
+    model = make_tiny_bert(tmp_path / "model", seed=0)
+    impostor = make_tiny_bert(tmp_path / "impostor", seed=1)
+    real_export = export.export_onnx
+    monkeypatch.setattr(export, "export_onnx", lambda _dir, spec, out, progress=None: real_export(impostor, spec, out))
+    out = tmp_path / "repository"
+    with pytest.raises(BuildError, match="does not match transformers"):
+        build(BuildOptions(model=str(model), out=out, name="tiny"), progress=lambda _: None)
+    assert not (out / "tiny").exists() and not (out / "tiny_engine").exists()
+
+
+def test_build_writes_a_complete_repository(tmp_path):
+    out = tmp_path / "repository"
+    result = build(BuildOptions(model=str(make_tiny_bert(tmp_path / "m")), out=out, name="tiny"),
+                   progress=lambda _: None)
+    assert sorted(p.name for p in out.iterdir()) == ["tiny", "tiny_engine", "tiny_postprocess", "tiny_tokenizer"]
+    manifest = ModelSpec.load(out / "tiny" / "manifest.json")
+    assert manifest == result.spec and manifest.content_hash and manifest.builder_version
+    assert manifest.parity["max_abs_diff"] <= 1e-4
+    for model in ("tiny_tokenizer", "tiny_engine", "tiny_postprocess"):
+        config = (out / model / "config.pbtxt").read_text()
+        assert "dynamic_batching" in config and 'backend: "python"' in config and "max_batch_size" in config
+    assert 'platform: "ensemble"' in (out / "tiny" / "config.pbtxt").read_text()
+    assert (out / "tiny" / "1").is_dir()
+
+
+def test_pbtxt_string_round_trips_through_protobuf():
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    text = 'labels {"a": "Zürich \\\\ \\"quoted\\"", "emoji": "🍕"}\n\ttab'
+    config = text_format.Parse(f'name: "x" parameters {{ key: "k" value {{ string_value: {pbtxt_string(text)} }} }}',
+                               model_config_pb2.ModelConfig())
+    assert config.parameters["k"].string_value == text
+
+
+def test_compose_file_is_valid():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) >= {"builder", "triton", "gateway"}
+    assert "nvcr.io/nvidia/tritonserver" in (ROOT / "Dockerfile").read_text()
+    devices = services["triton"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "/v2/health/ready" in " ".join(services["triton"]["healthcheck"]["test"])
+    assert "triton:8001" in services["gateway"]["command"]
+    assert services["gateway"]["depends_on"]["triton"]["condition"] == "service_healthy"
+    checker = subprocess.run(["which", "docker-compose"], capture_output=True)
+    if checker.returncode == 0:  # Debian's docker-compose validates the file without an engine
+        result = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+
+def test_shape_embeddings_truncates_then_normalizes():
+    from trident.postprocess import shape_embeddings
+
+    vectors = np.array([[3.0, 4.0, 12.0]], dtype=np.float32)
+    np.testing.assert_allclose(shape_embeddings(vectors, True, 2), [[0.6, 0.8]], atol=1e-7)
+    np.testing.assert_allclose(shape_embeddings(vectors, False, 0), vectors)
