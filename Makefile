@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install serve test lint clean
+.PHONY: install serve test fuzz lint bench loadtest peers clean
 
 install: $(STAMP)
 
@@ -22,6 +22,30 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (not part of `make test`): Trident vs sentence-transformers and infinity-emb, one run.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[build,dev,bench]'
+	touch $(BENCH_STAMP)
+
+# infinity-emb in its own venv (it needs numpy<2, sentence-transformers<4, transformers<=5.0).
+peers:
+	test -x .venv-peers/bin/infinity_emb || ( $(PYTHON) -m venv .venv-peers \
+	  && .venv-peers/bin/python -m pip install -q --upgrade pip \
+	  && .venv-peers/bin/python -m pip install -q torch==2.13.0 \
+	  && .venv-peers/bin/python -m pip install -q "infinity-emb[server]==0.0.78" "numpy<2" \
+	     "sentence-transformers<4" "transformers<=5.0" ) || echo "infinity-emb could not be installed: bench runs without it"
+
+bench: $(BENCH_STAMP) peers
+	$(BIN)/python bench/run.py
+
+loadtest: $(BENCH_STAMP)
+	$(BIN)/python loadtest/run.py --run-time 60s
+
+# The schema-driven fuzz run of `make test`, with many more examples per route (a few minutes).
+fuzz: $(STAMP)
+	TRIDENT_FUZZ_EXAMPLES=$${TRIDENT_FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

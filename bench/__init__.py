@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (CPU, against baselines) and bench/gpu.py (lent GPU)."""
