@@ -57,15 +57,19 @@ def sizes(smoke: bool) -> dict[str, dict[str, Any]]:
                 "vocab_size": 1000}
         qwen = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 1000}
-        return {"bert": {"config": bert, "long": 2, "short": 16, "repeats": 1, "max_num_tokens": 1024},
-                "8b": {"config": qwen, "long": 2, "short": 16, "repeats": 1, "max_num_tokens": 1024}}
+        return {"bert": {"config": bert, "long": 2, "long_length": 48, "short": 16, "repeats": 1,
+                         "max_num_tokens": 1024},
+                "8b": {"config": qwen, "long": 2, "long_length": 48, "short": 16, "repeats": 1,
+                       "max_num_tokens": 1024}}
     bert = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
             "vocab_size": 30522}
     qwen = {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
             "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151665, "rope_theta": 1_000_000.0,
             "rms_norm_eps": 1e-6}
-    return {"bert": {"config": bert, "long": 256, "short": 32768, "repeats": 5, "max_num_tokens": 16384},
-            "8b": {"config": qwen, "long": 64, "short": 4096, "repeats": 3, "max_num_tokens": 16384}}
+    return {"bert": {"config": bert, "long": 256, "long_length": LONG, "short": 32768, "repeats": 5,
+                     "max_num_tokens": 16384},
+            "8b": {"config": qwen, "long": 64, "long_length": LONG, "short": 4096, "repeats": 3,
+                   "max_num_tokens": 16384}}
 
 
 class Budget:
@@ -118,6 +122,22 @@ def eager_runner(model: Any, sequences: list, max_num_tokens: int, pooling: str,
     return run
 
 
+def eager_outputs_of(model: Any, sequences: list, pooling: str, device: torch.device) -> list[np.ndarray]:
+    """The baseline's pooled outputs, one sequence at a time (no padding anywhere)."""
+    outputs = []
+    with torch.inference_mode():
+        for seq in sequences:
+            hidden = model(input_ids=torch.from_numpy(seq).unsqueeze(0).to(device)).last_hidden_state[0]
+            outputs.append((hidden.mean(dim=0) if pooling == "mean" else hidden[-1]).float().cpu().numpy())
+    return outputs
+
+
+def min_cosine(expected: list[np.ndarray], actual: list[np.ndarray]) -> float:
+    from builder.quantization import row_cosines
+
+    return float(np.min(row_cosines(expected, actual)))
+
+
 def with_oom_retry(measure: Callable[[int], float], max_num_tokens: int) -> tuple[float, int]:
     """measure(max_num_tokens), halving the budget on CUDA out-of-memory."""
     while True:
@@ -151,27 +171,31 @@ def compare_engine(device: torch.device, model: Any, spec: Any, size: dict[str, 
     """Eager baseline on long and short sequences, then the engine over the same model and inputs."""
     from trident.torch_engine.engine import TorchEngine
 
-    long_seqs = random_sequences(size["long"], LONG, vocab, seed=1)
+    long_seqs = random_sequences(size["long"], size["long_length"], vocab, seed=1)
     short_seqs = random_sequences(size["short"], SHORT, vocab, seed=2)
     repeats, budget_tokens = size["repeats"], size["max_num_tokens"]
     out: dict[str, Any] = {}
-    for label, seqs, work in (("long", long_seqs, len(long_seqs) * LONG), ("short", short_seqs, len(short_seqs))):
+    for label, seqs, work in (("long", long_seqs, sum(map(len, long_seqs))), ("short", short_seqs, len(short_seqs))):
         out[f"eager_{label}"] = throughput(
             device, lambda b, s=seqs: eager_runner(model, s, b, spec.pooling, device), work, repeats, budget_tokens)
+    check = long_seqs[:4] + short_seqs[:16]
+    eager_outputs = eager_outputs_of(model, check, spec.pooling, device)
     started = time.monotonic()
     engine = TorchEngine.wrap(model, spec, options=options)
     out["engine"] = {"attention": engine.attn, "compiled_blocks": engine.compile()}
-    for label, seqs, work in (("long", long_seqs, len(long_seqs) * LONG), ("short", short_seqs, len(short_seqs))):
+    for label, seqs, work in (("long", long_seqs, sum(map(len, long_seqs))), ("short", short_seqs, len(short_seqs))):
         def factory(b: int, s: list = seqs) -> Callable[[], None]:
             engine.spec.max_num_tokens = b
             return lambda: engine.run(s)
         out[f"engine_{label}"] = throughput(device, factory, work, repeats, budget_tokens)
         if label == "long":
             out["engine"]["first_run_with_compile_s"] = round(time.monotonic() - started, 1)
+    # The same function as eager, or the speed means nothing (fp16/bf16 rounding: cosine ~0.999+).
+    out["engine_vs_eager_min_cosine"] = min_cosine(eager_outputs, engine.run(check))
     out["long_ratio"] = out["engine_long"]["per_s"] / out["eager_long"]["per_s"]
     out["short_ratio"] = out["engine_short"]["per_s"] / out["eager_short"]["per_s"]
     out["budget_left_s"] = round(budget.left(), 1)
-    return out, (engine, long_seqs, short_seqs)
+    return out, (engine, long_seqs, short_seqs, eager_outputs)
 
 
 def bench_bert(device: torch.device, size: dict[str, Any], options: Any, budget: Budget
@@ -207,8 +231,8 @@ def bench_8b(device: torch.device, size: dict[str, Any], options: Any, budget: B
         want = linear(x).float()
         got = FP8Linear.from_linear(linear, use_kernel=fp8_kernel)(x).float()
     layer_error = float((got - want).norm() / want.norm())
-    out, (engine, long_seqs, short_seqs) = compare_engine(device, model, spec, size, config.vocab_size, options,
-                                                          budget)
+    out, (engine, long_seqs, short_seqs, eager_check) = compare_engine(device, model, spec, size, config.vocab_size,
+                                                                       options, budget)
     out["fp8_layer_rel_error"] = layer_error
     if budget.left() < 60 and device.type == "cuda":
         out["fp8"] = {"skipped": f"only {budget.left():.0f} s of the time budget left"}
@@ -219,13 +243,15 @@ def bench_8b(device: torch.device, size: dict[str, Any], options: Any, budget: B
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    for label, seqs, work in (("long", long_seqs, len(long_seqs) * LONG), ("short", short_seqs, len(short_seqs))):
+    for label, seqs, work in (("long", long_seqs, sum(map(len, long_seqs))), ("short", short_seqs, len(short_seqs))):
         def factory(b: int, s: list = seqs) -> Callable[[], None]:
             engine.spec.max_num_tokens = b
             return lambda: engine.run(s)
         out[f"fp8_{label}"] = throughput(device, factory, work, size["repeats"], size["max_num_tokens"])
         if label == "long":
             out["fp8_first_run_with_compile_s"] = round(time.monotonic() - started, 1)
+    # Random weights through 36 layers: this cosine says the kernels run, not how accurate FP8 is (see fp8_real).
+    out["fp8_vs_eager_min_cosine_random_weights"] = min_cosine(eager_check, engine.run(long_seqs[:4] + short_seqs[:16]))
     out["fp8_long_ratio_vs_eager"] = out["fp8_long"]["per_s"] / out["eager_long"]["per_s"]
     out["fp8_long_ratio_vs_engine_bf16"] = out["fp8_long"]["per_s"] / out["engine_long"]["per_s"]
     out["fp8_short_ratio_vs_eager"] = out["fp8_short"]["per_s"] / out["eager_short"]["per_s"]
@@ -276,6 +302,8 @@ def prepare_minilm(target: Path = MINILM_ASSET) -> Path:
     for file in source.iterdir():
         if file.is_file() and file.suffix in (".json", ".txt"):
             shutil.copyfile(file, target / file.name)
+        elif file.is_dir() and not file.name.startswith("."):  # 1_Pooling: sentence-transformers' settings
+            shutil.copytree(file, target / file.name, dirs_exist_ok=True)
     weights = load_file(str(source / "model.safetensors"))
     save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in weights.items()},
               str(target / "model.safetensors"))

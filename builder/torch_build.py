@@ -1,0 +1,71 @@
+"""`--engine torch`: the engine files are the checkpoint itself, checked through TorchEngine before writing.
+
+The Triton engine model loads `checkpoint/` with transformers (fp16 / bf16 on the GPU, float32 on a CPU)
+and, for `quantization_type: fp8`, quantizes its linear layers at load: the same code the FP8 gate below ran.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from builder.errors import BuildError
+from trident.spec import ModelSpec
+
+# A half-precision engine is checked against float32 transformers with these instead of parity's 1e-4.
+MIN_COSINE_HALF = 0.999
+MAX_ABS_DIFF_HALF = 0.05
+_CHECKPOINT_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+                     "pytorch_model.bin.index.json")
+
+Progress = Callable[[str], None]
+
+
+def stage_checkpoint(model_dir: Path, dest: Path) -> Path:
+    """Copy what `from_pretrained` needs (config and weights, no tokenizer: the tokenizer model has it)."""
+    dest.mkdir(parents=True)
+    for pattern in _CHECKPOINT_FILES:
+        for file in sorted(model_dir.glob(pattern)):
+            shutil.copyfile(file, dest / file.name)
+    if not any(dest.glob("*.safetensors")) and not any(dest.glob("*.bin")):
+        raise BuildError(f"{model_dir} has no *.safetensors or pytorch_model*.bin weights for the torch engine")
+    return dest
+
+
+def check_torch_engine(model_dir: Path, spec: ModelSpec, progress: Progress, trust_remote_code: bool = False
+                       ) -> dict[str, Any]:
+    """TorchEngine (unquantized, as it runs here) against transformers in float32; then the FP8 gate."""
+    from transformers import AutoTokenizer
+
+    from builder.parity import compare, default_texts, tokenize, torch_reference
+    from builder.quantization import FP8_KINDS, check_fp8_accuracy, fp8_accuracy
+    from trident.torch_engine.engine import TorchEngine
+
+    if trust_remote_code:
+        raise BuildError("--engine torch does not run code shipped with a checkpoint; use --engine onnxruntime")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    ids, types = tokenize(tokenizer, spec, default_texts(spec))
+    engine = TorchEngine.load(model_dir, spec, quantization="no_quant")
+    dtype = str(next(engine.model.parameters()).dtype).removeprefix("torch.")
+    progress(f"checking the torch engine ({dtype} on {engine.device}, {engine.attn} attention) against transformers")
+    actual = engine.run(ids, types)
+    del engine
+    report = compare(spec, torch_reference(model_dir, spec, ids, types), actual)
+    half = dtype != "float32"
+    passed = report.passed if not half else (
+        report.max_abs_diff <= MAX_ABS_DIFF_HALF if spec.task != "embedding" else report.min_cosine >= MIN_COSINE_HALF)
+    if not passed:
+        raise BuildError(f"the torch engine ({dtype}) does not match transformers, nothing was written: max abs diff "
+                         f"{report.max_abs_diff:.3e}, min cosine {report.min_cosine:.6f} over {report.num_texts} texts")
+    parity: dict[str, Any] = {"max_abs_diff": report.max_abs_diff, "min_cosine": report.min_cosine,
+                              "texts": report.num_texts, "tolerance": MAX_ABS_DIFF_HALF if half else report.tolerance,
+                              "dtype": dtype}
+    if spec.quantization in FP8_KINDS:
+        progress("measuring FP8 against the unquantized engine")
+        fp8 = fp8_accuracy(model_dir, spec, ids)
+        check_fp8_accuracy(fp8)
+        parity["fp8"] = fp8.to_dict()
+    spec.dtype = dtype
+    return parity
