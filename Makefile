@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install serve test fuzz lint bench loadtest peers clean
+.PHONY: install serve test fuzz soak lint bench loadtest peers clean
 
 install: $(STAMP)
 
@@ -46,6 +46,11 @@ loadtest: $(BENCH_STAMP)
 # The schema-driven fuzz run of `make test`, with many more examples per route (a few minutes).
 fuzz: $(STAMP)
 	TRIDENT_FUZZ_EXAMPLES=$${TRIDENT_FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+# Issue 7's longer bounded run (a few minutes): 2-minute overload with RSS, SIGKILL cycles, stub crash,
+# SIGTERM drain; prints requests sent, errors by kind, wrong answers, peak RSS and recovery times as JSON.
+soak: $(STAMP)
+	$(BIN)/python -m soak.run $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

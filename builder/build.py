@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.checkpoint import content_hash, resolve_checkpoint
+from builder.config_file import check_settings
 from builder.errors import BuildError
 from builder.inspect import inspect_checkpoint, save_tokenizer
 from builder.repository import write_repository
@@ -36,6 +37,8 @@ class BuildOptions:
     default_route: str | None = None
     revision: str | None = None
     trust_remote_code: bool = False
+    base_model: str | None = None  # BEI's encoder | encoder_bert, from a YAML config (see config_file)
+    engine: str = "onnxruntime"  # onnxruntime | torch (CUDA, float32 on CPU) | tensorrt (GPU + TensorRT)
 
 
 @dataclass
@@ -57,7 +60,10 @@ def build(options: BuildOptions, progress: Progress = print) -> BuildResult:
     progress(f"inspecting {model_dir}")
     spec = inspect_checkpoint(model_dir, name, options.task, options.pooling, options.max_length,
                               options.trust_remote_code)
+    check_settings(spec, options.base_model, options.quantization, options.default_route, options.engine)
+    spec.engine = options.engine
     spec.max_num_tokens = options.max_num_tokens
+    spec.max_length = _bounded_max_length(spec.max_length, options, progress)
     spec.quantization = options.quantization
     spec.default_route = options.default_route or spec.default_route
     spec.source = str(model_dir) if Path(options.model).is_dir() else options.model
@@ -69,28 +75,60 @@ def build(options: BuildOptions, progress: Progress = print) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix=".trident-build-", dir=options.out) as staging:
         staging_dir = Path(staging)
         save_tokenizer(model_dir, staging_dir / "tokenizer.json")
-        onnx_file = staging_dir / "model.onnx"
-        _export_and_check(model_dir, spec, onnx_file, progress)
+        onnx_file, engine_files = staging_dir / "model.onnx", None
+        if spec.engine == "torch":
+            from builder.torch_build import check_torch_engine, stage_checkpoint
+
+            spec.parity = check_torch_engine(model_dir, spec, progress, options.trust_remote_code)
+            engine_files = {"checkpoint": stage_checkpoint(model_dir, staging_dir / "checkpoint")}
+        else:
+            _export_and_check(model_dir, spec, onnx_file, progress, options.trust_remote_code)
         progress("writing the Triton model repository")
         repository = staging_dir / "repository"
-        write_repository(spec, repository, onnx_file, staging_dir / "tokenizer.json")
+        if spec.engine == "tensorrt":
+            engine_files, spec.dtype = {}, "float16"  # the engine step only pads and calls the plan model
+        write_repository(spec, repository, onnx_file, staging_dir / "tokenizer.json", engine_files)
+        if spec.engine == "tensorrt":
+            _add_tensorrt_plan(spec, onnx_file, repository, progress)
         _move_models(repository, options.out)
     return BuildResult(spec, options.out, time.monotonic() - started)
 
 
-def _export_and_check(model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Progress) -> None:
+def _bounded_max_length(max_length: int, options: BuildOptions, progress: Progress) -> int:
+    """One input must fit one engine batch, so (as in BEI) max_num_tokens also caps the input length."""
+    if max_length <= options.max_num_tokens:
+        return max_length
+    if options.max_length:
+        raise BuildError(f"--max-length {options.max_length} is more than --max-num-tokens {options.max_num_tokens}: "
+                         "one input must fit in one engine batch; raise --max-num-tokens")
+    progress(f"max length {max_length} capped at max_num_tokens {options.max_num_tokens}")
+    return options.max_num_tokens
+
+
+def _export_and_check(
+    model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Progress, trust_remote_code: bool = False
+) -> None:
     from builder.export import export_onnx
     from builder.parity import ParityError, check_parity
 
     progress("exporting to ONNX (torch.export, dynamo)")
-    export_onnx(model_dir, spec, onnx_file, progress=progress)
+    export_onnx(model_dir, spec, onnx_file, progress=progress, trust_remote_code=trust_remote_code)
     progress("checking the engine against transformers")
     try:
-        report = check_parity(model_dir, spec, onnx_file, strict=True)
+        report = check_parity(model_dir, spec, onnx_file, strict=True, trust_remote_code=trust_remote_code)
     except ParityError as exc:
         raise BuildError(f"the engine does not match transformers, nothing was written: {exc}") from None
     spec.parity = {"max_abs_diff": report.max_abs_diff, "min_cosine": report.min_cosine,
                    "texts": report.num_texts, "tolerance": report.tolerance}
+
+
+def _add_tensorrt_plan(spec: ModelSpec, onnx_file: Path, repository: Path, progress: Progress) -> None:
+    from builder.tensorrt_plan import build_plan, optimization_profiles, write_plan_model
+
+    profiles = optimization_profiles(spec.max_length, spec.max_num_tokens)
+    progress(f"building the TensorRT plan (fp16, {len(profiles)} optimization profiles)")
+    plan_file = build_plan(onnx_file, spec, onnx_file.with_name("model.plan"), profiles)
+    write_plan_model(spec, repository, plan_file, profiles)
 
 
 def _move_models(staged: Path, out: Path) -> None:

@@ -69,12 +69,14 @@ def onnx_output_name(spec: ModelSpec) -> str:
     return "embeddings" if spec.task == "embedding" else "logits"
 
 
-def load_model(model_dir: Path, spec: ModelSpec, attn_implementation: str = "sdpa") -> PreTrainedModel:
-    """Load the checkpoint in float32 eval mode, never running repository code."""
+def load_model(
+    model_dir: Path, spec: ModelSpec, attn_implementation: str = "sdpa", trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """Load the checkpoint in float32 eval mode; code shipped in model_dir runs only if trust_remote_code."""
     model = _MODEL_CLASSES[spec.task].from_pretrained(
         model_dir,
-        local_files_only=True,
-        trust_remote_code=False,
+        local_files_only=True,  # remote code, when trusted, comes from model_dir itself, never the hub
+        trust_remote_code=trust_remote_code,
         dtype=torch.float32,
         attn_implementation=attn_implementation,
     )
@@ -217,7 +219,13 @@ def _check_against_torch(graph: ServingGraph, spec: ModelSpec, out_path: Path) -
     return float(np.max(diffs))  # np.max, not max(): a NaN must propagate and fail the tolerance check
 
 
-def export_onnx(model_dir: Path, spec: ModelSpec, out_path: Path, progress: Progress | None = None) -> None:
+def export_onnx(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_path: Path,
+    progress: Progress | None = None,
+    trust_remote_code: bool = False,
+) -> None:
     """Export model_dir to out_path (ONNX, opset 18, dynamic batch and seq) and check it against torch.
 
     Tries sdpa attention, then eager, keeping the first whose graph matches torch within
@@ -232,7 +240,7 @@ def export_onnx(model_dir: Path, spec: ModelSpec, out_path: Path, progress: Prog
         with quiet():
             say(f"loading {model_dir} ({spec.task}, attention={attn})")
             try:
-                graph = ServingGraph(load_model(model_dir, spec, attn), spec).eval()
+                graph = ServingGraph(load_model(model_dir, spec, attn, trust_remote_code), spec).eval()
             except (ValueError, ImportError) as exc:  # model has no such attention implementation
                 failures.append(f"{attn}: cannot load ({exc})")
                 continue

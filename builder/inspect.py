@@ -50,11 +50,8 @@ def inspect_checkpoint(
     config = read_json(model_dir / "config.json")
     if not isinstance(config, dict):
         raise BuildError(f"{model_dir}/config.json is missing or not an object")
-    if config.get("auto_map") and not trust_remote_code:
-        raise BuildError(
-            f"{model_dir.name} needs code shipped with the checkpoint (config.json has auto_map). "
-            "Trident never runs model code unless you pass --trust-remote-code."
-        )
+    if config.get("auto_map"):
+        check_remote_code(model_dir, config["auto_map"], trust_remote_code)
     architecture = (config.get("architectures") or ["AutoModel"])[0]
     model_type = str(config.get("model_type", ""))
     task = task or detect_task(architecture, config)
@@ -74,7 +71,7 @@ def inspect_checkpoint(
         normalize=task == "embedding" and any(m.endswith("Normalize") for m in modules.values()),
         padding_side=tokenizer_info["padding_side"],
         uses_token_type_ids=tokenizer_info["uses_token_type_ids"],
-        pad_token_id=tokenizer_info["pad_token_id"],
+        pad_token_id=_pad_token_id(config, task, causal, tokenizer_info),
         vocab_size=int(config.get("vocab_size") or 0),  # ids past the embedding table are refused
         id2label=_id2label(config) if task != "embedding" else {},
         **_prompts(model_dir),
@@ -82,6 +79,33 @@ def inspect_checkpoint(
     if spec.pooling is not None and spec.pooling not in POOLINGS:
         raise BuildError(f"unknown pooling {spec.pooling!r}; choose one of {', '.join(POOLINGS)}")
     return spec
+
+
+def check_remote_code(model_dir: Path, auto_map: dict[str, Any], trust_remote_code: bool) -> None:
+    """Refuse code shipped with a checkpoint unless trusted, and code from anywhere but its own folder."""
+    if not trust_remote_code:
+        raise BuildError(
+            f"{model_dir.name} needs code shipped with the checkpoint (config.json has auto_map). "
+            "Trident never runs model code unless you pass --trust-remote-code."
+        )
+    for reference in _class_references(auto_map):
+        module = reference.rsplit(".", 1)[0]
+        if "--" in module:  # "owner/repo--module.Class": code living in another hub repository
+            raise BuildError(
+                f"auto_map entry {reference!r} loads code from another repository; Trident only runs code "
+                f"inside the checkpoint folder: copy {module.split('--')[-1]}.py into {model_dir} "
+                "and point auto_map at it"
+            )
+        if not (model_dir / f"{module.replace('.', '/')}.py").is_file():
+            raise BuildError(f"auto_map entry {reference!r} needs {module}.py, which is not in {model_dir}")
+
+
+def _class_references(auto_map: dict[str, Any]) -> list[str]:
+    """auto_map values are "module.Class", or [slow, fast] pairs for tokenizers (either may be null)."""
+    references = []
+    for value in auto_map.values():
+        references += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    return references
 
 
 def detect_task(architecture: str, config: dict[str, Any]) -> str:
@@ -105,7 +129,7 @@ def _id2label(config: dict[str, Any]) -> dict[str, str]:
 
 def _output_dim(config: dict[str, Any], task: str) -> int:
     if task == "embedding":
-        return int(config.get("hidden_size") or config.get("d_model") or config.get("dim"))
+        return int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or config.get("n_embd"))
     return _num_labels(config)
 
 
@@ -163,6 +187,20 @@ def _tokenizer_info(model_dir: Path) -> dict[str, Any]:
         "model_max_length": tokenizer.model_max_length,
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
     }
+
+
+def _pad_token_id(config: dict[str, Any], task: str, causal: bool, tokenizer_info: dict[str, Any]) -> int:
+    """The id the engine pads with. A causal *ForSequenceClassification head scores the last token that is
+    not config.pad_token_id, so its padding must be exactly that id, whatever the tokenizer's is."""
+    if not causal or task not in ("reranker", "classifier"):
+        return tokenizer_info["pad_token_id"]
+    if config.get("pad_token_id") is None:
+        raise BuildError(
+            "config.json has no pad_token_id: transformers' causal *ForSequenceClassification then cannot find "
+            f"the last token of a padded input. Set pad_token_id in config.json (the tokenizer's is "
+            f"{tokenizer_info['pad_token_id']})"
+        )
+    return int(config["pad_token_id"])
 
 
 def _max_length(model_dir: Path, config: dict[str, Any], tokenizer_info: dict[str, Any]) -> int:

@@ -24,6 +24,8 @@ from trident.spec import ModelSpec
 
 MAX_ABS_DIFF = 1e-4
 MIN_COSINE = 0.99999  # per row, embeddings only: a scalar logit has no meaningful cosine
+# The longest parity text, in words (>= tokens): a few seconds of torch on CPU even for a 7B model.
+LONG_TEXT_WORDS = 1024
 
 Text = str | tuple[str, str]
 
@@ -69,9 +71,11 @@ class ParityError(Exception):
 
 
 def default_texts(spec: ModelSpec) -> list[Text]:
-    """Short, long (past spec.max_length), non-ASCII, emoji, multi-piece; plus pairs for pair tasks."""
-    # Every word is at least one token, so this overflows max_length and exercises truncation.
-    repeats = spec.max_length // len(_LONG_SENTENCE.split()) + 2
+    """Short, long (past max_length, up to LONG_TEXT_WORDS), non-ASCII, emoji, multi-piece; pairs for pair tasks."""
+    # Every word is at least one token, so up to LONG_TEXT_WORDS this overflows max_length and exercises
+    # truncation; a long-context model (8k ModernBERT, 32k Qwen) gets a long text, not a 32k-token one in torch.
+    words = min(spec.max_length, LONG_TEXT_WORDS)
+    repeats = words // len(_LONG_SENTENCE.split()) + 2
     texts: list[Text] = [*_TEXTS, " ".join([_LONG_SENTENCE] * repeats)]
     if spec.task in ("reranker", "classifier"):
         texts += [*_PAIRS, ("short query", texts[-1])]
@@ -100,10 +104,14 @@ def tokenize(
 
 
 def torch_reference(
-    model_dir: Path, spec: ModelSpec, ids: list[np.ndarray], types: list[np.ndarray] | None
+    model_dir: Path,
+    spec: ModelSpec,
+    ids: list[np.ndarray],
+    types: list[np.ndarray] | None,
+    trust_remote_code: bool = False,
 ) -> list[np.ndarray]:
     """Each input alone through the HF model (+ the same pooling as the graph), shaped like engine output."""
-    graph = ServingGraph(_load_reference_model(model_dir, spec), spec).eval()
+    graph = ServingGraph(_load_reference_model(model_dir, spec, trust_remote_code), spec).eval()
     outputs = []
     with torch.inference_mode():
         for i, row in enumerate(ids):
@@ -117,12 +125,12 @@ def torch_reference(
     return outputs
 
 
-def _load_reference_model(model_dir: Path, spec: ModelSpec) -> PreTrainedModel:
+def _load_reference_model(model_dir: Path, spec: ModelSpec, trust_remote_code: bool) -> PreTrainedModel:
     errors = []
     with quiet():
         for attn in ATTN_IMPLEMENTATIONS:
             try:
-                return load_model(model_dir, spec, attn)
+                return load_model(model_dir, spec, attn, trust_remote_code)
             except (ValueError, ImportError) as exc:  # no such attention implementation for this model
                 errors.append(f"{attn}: {exc}")
     raise ParityError(f"cannot load {model_dir} in torch: {'; '.join(errors)}")
@@ -160,14 +168,15 @@ def check_parity(
     texts: list[Text] | None = None,
     *,
     strict: bool = True,
+    trust_remote_code: bool = False,
 ) -> ParityReport:
     """Compare onnx_path (through OnnxEngine) with the torch model on texts (default: a built-in set)."""
+    # The served tokenizer is tokenizer.json alone, so its code is never needed (nor trusted).
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
     inputs = texts if texts is not None else default_texts(spec)
     ids, types = tokenize(tokenizer, spec, inputs)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    actual = OnnxEngine(onnx_path, spec, pad_id=pad_id).run(ids, types)
-    report = compare(spec, torch_reference(model_dir, spec, ids, types), actual)
+    actual = OnnxEngine(onnx_path, spec, pad_id=spec.pad_token_id).run(ids, types)  # padded as served
+    report = compare(spec, torch_reference(model_dir, spec, ids, types, trust_remote_code), actual)
     if strict:
         assert_parity(report)
     return report

@@ -76,20 +76,42 @@ def _step(model: str, mapping_in: dict[str, str], mapping_out: dict[str, str]) -
     return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{ins}{outs}    }}'
 
 
-def embedding_configs(spec: ModelSpec) -> dict[str, str]:
-    """config.pbtxt for each model of an embedding ensemble, keyed by model name."""
-    name = spec.name
-    text_inputs = [
+def _text_inputs(pairs: bool = True) -> list[Tensor]:
+    return [
         Tensor(T.TEXT, "TYPE_STRING"),
-        Tensor(T.TEXT_PAIR, "TYPE_STRING", optional=True),
+        *([Tensor(T.TEXT_PAIR, "TYPE_STRING", optional=True)] if pairs else []),
         Tensor(T.TRUNCATE, "TYPE_BOOL", optional=True),
         Tensor(T.TRUNCATE_LEFT, "TYPE_BOOL", optional=True),
     ]
-    tokens = [
+
+
+def _token_tensors() -> list[Tensor]:
+    return [
         Tensor(T.INPUT_IDS, "TYPE_INT64", (-1,), ragged=True),
         Tensor(T.TOKEN_TYPE_IDS, "TYPE_INT64", (-1,), ragged=True),
         Tensor(T.NUM_TOKENS, "TYPE_INT32", ragged=True),
     ]
+
+
+def _ensemble(spec: ModelSpec, inputs: list[Tensor], outputs: list[Tensor], steps: list[str]) -> str:
+    return (
+        f'name: "{spec.name}"\nplatform: "ensemble"\nmax_batch_size: {MAX_BATCH_SIZE}\n'
+        + _tensors("input", inputs)
+        + _tensors("output", outputs)
+        + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
+        + _manifest_parameter(spec)
+    )
+
+
+def _same_names(tensors: list[Tensor]) -> dict[str, str]:
+    return {t.name: t.name for t in tensors}
+
+
+def embedding_configs(spec: ModelSpec) -> dict[str, str]:
+    """config.pbtxt for each model of an embedding ensemble, keyed by model name."""
+    name = spec.name
+    text_inputs = _text_inputs()
+    tokens = _token_tensors()
     pooled = Tensor(T.POOLED, "TYPE_FP32", (spec.dim,))
     shaping = [Tensor(T.NORMALIZE, "TYPE_BOOL", optional=True), Tensor(T.DIMENSIONS, "TYPE_INT32", optional=True)]
     embeddings = Tensor(T.EMBEDDINGS, "TYPE_FP32", (-1,))
@@ -120,13 +142,100 @@ def embedding_configs(spec: ModelSpec) -> dict[str, str]:
     }
 
 
-def write_repository(spec: ModelSpec, out: Path, onnx_file: Path, tokenizer_file: Path) -> list[Path]:
-    """Write the four models under `out`; returns their folders. Replaces an older build of `spec.name`."""
-    configs = embedding_configs(spec)
+def logits_configs(spec: ModelSpec) -> dict[str, str]:
+    """Reranker / classifier ensemble: text (+ pair) -> ids -> LOGITS [labels] -> SCORES [labels]."""
+    name = spec.name
+    text_inputs, tokens = _text_inputs(), _token_tensors()
+    logits = Tensor(T.LOGITS, "TYPE_FP32", (spec.num_labels,))
+    raw_scores = Tensor(T.RAW_SCORES, "TYPE_BOOL", optional=True)
+    scores = Tensor(T.SCORES, "TYPE_FP32", (spec.num_labels,))
+    token_map = {T.INPUT_IDS: "input_ids", T.TOKEN_TYPE_IDS: "token_type_ids", T.NUM_TOKENS: T.NUM_TOKENS}
+    steps = [
+        _step(f"{name}_tokenizer", _same_names(text_inputs), token_map),
+        _step(f"{name}_engine", token_map, {T.LOGITS: "logits"}),
+        _step(f"{name}_postprocess", {T.LOGITS: "logits", T.RAW_SCORES: T.RAW_SCORES}, {T.SCORES: T.SCORES}),
+    ]
+    return {
+        f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens, queue_delay_us=100),
+        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500),
+        f"{name}_postprocess": python_config(f"{name}_postprocess", spec, [logits, raw_scores], [scores],
+                                             queue_delay_us=0),
+        name: _ensemble(spec, [*text_inputs, raw_scores], [scores, Tensor(T.NUM_TOKENS, "TYPE_INT32")], steps),
+    }
+
+
+def ner_configs(spec: ModelSpec) -> dict[str, str]:
+    """NER ensemble: text -> ids + offsets + word ids -> LOGITS [seq, labels] -> RESULT (JSON per text).
+
+    TEXT feeds the postprocess as well: entity words and spans are cut from the original text.
+    """
+    name = spec.name
+    text_inputs, tokens = _text_inputs(pairs=False), _token_tensors()
+    spans = [Tensor(T.OFFSETS, "TYPE_INT32", (-1, 2), ragged=True),
+             Tensor(T.WORD_IDS, "TYPE_INT32", (-1,), ragged=True)]
+    logits = Tensor(T.LOGITS, "TYPE_FP32", (-1, spec.num_labels), ragged=True)
+    options = [Tensor(T.AGGREGATION_STRATEGY, "TYPE_STRING", optional=True),
+               Tensor(T.RAW_SCORES, "TYPE_BOOL", optional=True)]
+    result = Tensor(T.RESULT, "TYPE_STRING")
+    token_map = {T.INPUT_IDS: "input_ids", T.TOKEN_TYPE_IDS: "token_type_ids", T.NUM_TOKENS: T.NUM_TOKENS}
+    span_map = {T.OFFSETS: "offsets", T.WORD_IDS: "word_ids"}
+    postprocess_inputs = [Tensor(T.TEXT, "TYPE_STRING"), tokens[0], *spans, tokens[2], logits, *options]
+    steps = [
+        _step(f"{name}_tokenizer", _same_names(text_inputs), {**token_map, **span_map}),
+        _step(f"{name}_engine", token_map, {T.LOGITS: "logits"}),
+        _step(f"{name}_postprocess",
+              {T.TEXT: T.TEXT, T.INPUT_IDS: "input_ids", **span_map, T.NUM_TOKENS: T.NUM_TOKENS,
+               T.LOGITS: "logits", **_same_names(options)},
+              {T.RESULT: T.RESULT}),
+    ]
+    return {
+        f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens + spans, queue_delay_us=100),
+        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500),
+        f"{name}_postprocess": python_config(f"{name}_postprocess", spec, postprocess_inputs, [result],
+                                             queue_delay_us=0),
+        name: _ensemble(spec, [*text_inputs, *options], [result, Tensor(T.NUM_TOKENS, "TYPE_INT32")], steps),
+    }
+
+
+def configs_for(spec: ModelSpec) -> dict[str, str]:
+    """config.pbtxt of every model of the spec's ensemble, keyed by model name."""
+    if spec.task == "ner":
+        return ner_configs(spec)
+    if spec.task in ("reranker", "classifier"):
+        return logits_configs(spec)
+    return embedding_configs(spec)
+
+
+# The postprocess model's source folder under model_repository/, per task.
+POSTPROCESS_SOURCES = {"embedding": "postprocess", "reranker": "scores", "classifier": "scores", "ner": "ner"}
+
+
+def onnx_files(onnx_file: Path) -> dict[str, Path]:
+    """The graph and, for models over protobuf's 2 GB limit, its external weights file beside it."""
+    files = {"model.onnx": onnx_file}
+    weights = onnx_file.with_name(onnx_file.name + ".data")
+    if weights.exists():
+        files["model.onnx.data"] = weights
+    return files
+
+
+def write_repository(spec: ModelSpec, out: Path, onnx_file: Path | None, tokenizer_file: Path,
+                     engine_files: dict[str, Path] | None = None) -> list[Path]:
+    """Write the four models under `out`; returns their folders. Replaces an older build of `spec.name`.
+
+    The engine model gets `model.onnx`, or `engine_files` (name -> file or folder) when given: the
+    checkpoint folder of `--engine torch`.
+    """
+    configs = configs_for(spec)
+    postprocess_files = {"model.py": MODEL_SOURCES / POSTPROCESS_SOURCES[spec.task] / "model.py"}
+    if spec.task == "ner":  # token strings for the entities' words
+        postprocess_files["tokenizer.json"] = tokenizer_file
     files = {
-        f"{spec.name}_tokenizer": {"model.py": MODEL_SOURCES / "tokenizer" / "model.py", "tokenizer.json": tokenizer_file},
-        f"{spec.name}_engine": {"model.py": MODEL_SOURCES / "engine" / "model.py", "model.onnx": onnx_file},
-        f"{spec.name}_postprocess": {"model.py": MODEL_SOURCES / "postprocess" / "model.py"},
+        f"{spec.name}_tokenizer": {"model.py": MODEL_SOURCES / "tokenizer" / "model.py",
+                                   "tokenizer.json": tokenizer_file},
+        f"{spec.name}_engine": {"model.py": MODEL_SOURCES / "engine" / "model.py",
+                                **(engine_files if engine_files is not None else onnx_files(onnx_file))},
+        f"{spec.name}_postprocess": postprocess_files,
         spec.name: {},
     }
     folders = []
@@ -137,7 +246,10 @@ def write_repository(spec: ModelSpec, out: Path, onnx_file: Path, tokenizer_file
         (folder / "1").mkdir(parents=True)
         (folder / "config.pbtxt").write_text(config)
         for target, source in files[model].items():
-            shutil.copyfile(source, folder / "1" / target)
+            if source.is_dir():
+                shutil.copytree(source, folder / "1" / target)
+            else:
+                shutil.copyfile(source, folder / "1" / target)
         folders.append(folder)
     spec.save(out / spec.name / "manifest.json")
     return folders

@@ -11,16 +11,22 @@ from starlette.responses import Response
 
 from gateway.auth import ApiKeyMiddleware
 from gateway.errors import ApiError, error_response
-from gateway.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
-from gateway.routes import embeddings, meta
+from gateway.limits import Admission, BodyLimitMiddleware, ConcurrencyLimitMiddleware
+from gateway.metrics import router as metrics_router
+from gateway.observe import ObservabilityMiddleware, note_error
+from gateway.openapi import install as install_openapi
+from gateway.routes import embeddings, meta, tasks, tokens
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
+from gateway.tokenize import TokenizerStore
 from trident import __version__
 
 INPUT_SHAPES = {
     "input": "a string, a list of strings, a list of token ids or a list of token-id lists",
     "inputs": "a string, a list of strings, a list of token ids or a list of token-id lists",
 }
+
+UNPARSABLE = "There was an error parsing the body"
 
 
 def describe_validation(exc: RequestValidationError) -> ApiError:
@@ -49,23 +55,36 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="Trident", version=__version__, lifespan=lifespan,
                   description="Embeddings, reranking, classification and NER on NVIDIA Triton.")
     app.state.gateway = gateway
+    app.state.tokenizers = TokenizerStore(settings.repositories)
     app.include_router(embeddings.router)
     app.include_router(meta.router)
+    app.include_router(tokens.router)
+    app.include_router(tasks.router)
+    app.include_router(metrics_router)
+    install_openapi(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
+        note_error(exc.message)
         return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(describe_validation(exc), request.url.path)
+        error = describe_validation(exc)
+        note_error(error.message)
+        return error_response(error, request.url.path)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400 and exc.detail == UNPARSABLE:  # FastAPI's words for a non-UTF-8 body
+            return error_response(ApiError(400, "request body is not valid JSON: it must be UTF-8 encoded"),
+                                  request.url.path)
         return error_response(ApiError(exc.status_code, str(exc.detail)), request.url.path)
 
-    app.add_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_concurrent_requests)
+    app.state.admission = Admission(settings.max_concurrent_requests)  # `trident serve` drains it on SIGTERM
+    app.add_middleware(ConcurrencyLimitMiddleware, admission=app.state.admission)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes)
+    app.add_middleware(ObservabilityMiddleware)  # outermost: sees every answer, the limits' too
     return app

@@ -19,6 +19,7 @@ ERROR_TYPES = {
     424: "backend_error",
     429: "overloaded",
     500: "internal_error",
+    501: "not_implemented",
     503: "unavailable",
 }
 

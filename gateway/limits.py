@@ -61,26 +61,51 @@ class BodyLimitMiddleware:
                 return b"".join(chunks)
 
 
-class ConcurrencyLimitMiddleware:
-    """At most N requests in flight; beyond that 429 with Retry-After at once, never a queue."""
+class Admission:
+    """What the gateway admits: at most `max_in_flight` requests, and none once it is draining.
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, exempt: tuple[str, ...] = ("/health", "/metrics")) -> None:
-        self.app = app
+    Draining (SIGTERM) answers new requests 503 at once while the admitted ones finish; the process
+    exits when nothing is in flight (or at the drain deadline), then Triton is stopped.
+    """
+
+    def __init__(self, max_in_flight: int) -> None:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.draining = False
+
+
+class ConcurrencyLimitMiddleware:
+    """At most N requests in flight; beyond that 429 with Retry-After at once, never a queue.
+
+    The queue is bounded at zero on purpose: a request waiting behind others would only add latency
+    the client cannot see or cancel, while a 429 lets it back off or go to another replica.
+    """
+
+    def __init__(self, app: ASGIApp, admission: Admission, exempt: tuple[str, ...] = ("/health", "/metrics")) -> None:
+        self.app = app
+        self.admission = admission
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http" or scope["path"] == "/metrics":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
-            error = ApiError(429, f"too many requests in flight (limit {self.max_in_flight}); retry shortly",
+        admission = self.admission
+        if admission.draining:  # /health too: a load balancer must stop sending here
+            error = ApiError(503, "the server is shutting down; retry on another replica",
+                             headers={"Retry-After": "1", "Connection": "close"})
+            await error_response(error, scope["path"])(scope, receive, send)
+            return
+        if scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if admission.in_flight >= admission.max_in_flight:
+            error = ApiError(429, f"too many requests in flight (limit {admission.max_in_flight}); retry shortly",
                              headers={"Retry-After": "1"})
             await error_response(error, scope["path"])(scope, receive, send)
             return
-        self.in_flight += 1
+        admission.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            admission.in_flight -= 1

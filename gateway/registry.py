@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.errors import ApiError
-from trident.spec import ModelSpec
+from trident.spec import TASK_ROUTES, ModelSpec
 
 
 class ModelRegistry:
@@ -24,12 +24,35 @@ class ModelRegistry:
             return self.models[self.default_model]
         return next(iter(self.models.values()))
 
-    def pick(self, name: str | None, task: str | None = None) -> ModelSpec:
+    def pick(self, name: str | None, task: str | None = None, route: str | None = None) -> ModelSpec:
         """By name; a missing or unknown name means the default model when only one is served
-        (OpenAI and BEI clients send whatever name they were configured with)."""
+        (OpenAI and BEI clients send whatever name they were configured with).
+
+        With a `route` (or a `task`), the model must serve it: 400 says which routes it serves. A request
+        naming no model goes to the default model, or else to the first served model that can answer
+        the route (BEI clients send no model name to /rerank or /predict).
+        """
+        tasks = tasks_for_route(route) if route else ((task,) if task else None)
         if name and name in self.models:
-            return self.models[name]
-        if name and len(self.models) > 1:
+            spec = self.models[name]
+        elif name and len(self.models) > 1:
             raise ApiError(404, f"model {name!r} is not served; served: {', '.join(sorted(self.models))}",
                            param="model")
-        return self.default()
+        else:
+            spec = self.default()
+            if tasks and spec.task not in tasks and not name:
+                spec = next((s for _, s in sorted(self.models.items()) if s.task in tasks), spec)
+        if tasks and spec.task not in tasks:
+            raise ApiError(400, f"model {spec.name!r} is a{'n' if spec.task[0] in 'aeiou' else ''} {spec.task} "
+                           f"model: it serves {', '.join(serving_routes(spec))}, not {route or task}",
+                           param="model")
+        return spec
+
+
+def tasks_for_route(route: str) -> tuple[str, ...]:
+    return tuple(task for task, routes in TASK_ROUTES.items() if route in routes)
+
+
+def serving_routes(spec: ModelSpec) -> list[str]:
+    """The inference routes this model answers, POST / (its default route) included."""
+    return [*TASK_ROUTES[spec.task], f"/ (= {spec.default_route})"]

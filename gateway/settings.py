@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -16,3 +17,5 @@ class GatewaySettings:
     auto_truncate: bool = False  # TEI routes' default for `truncate`; /v1/embeddings always truncates
     api_key: str | None = None
     default_model: str | None = None
+    triton_metrics_url: str | None = None  # Triton's Prometheus endpoint, appended to GET /metrics
+    repositories: list[Path] = field(default_factory=list)  # built repositories: tokenizers for /tokenize

@@ -7,9 +7,10 @@ import contextlib
 import logging
 
 from gateway.embedding import EmbeddingService
+from gateway.endpoints import EndpointPool
 from gateway.registry import ModelRegistry
+from gateway.scoring import ScoringService
 from gateway.settings import GatewaySettings
-from gateway.triton import TritonBackend
 
 log = logging.getLogger("trident.gateway")
 
@@ -17,9 +18,11 @@ log = logging.getLogger("trident.gateway")
 class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
-        self.backend = TritonBackend(settings.triton_urls[0], settings.request_timeout_s)
+        # Every --triton-url; quacks like TritonBackend (infer, ready, discover, close).
+        self.backend = EndpointPool(settings.triton_urls, settings.request_timeout_s)
         self.registry = ModelRegistry(settings.default_model)
         self.embeddings = EmbeddingService(self.backend, settings)
+        self.scoring = ScoringService(self.backend, settings)  # rerank, classify, NER
         self._watcher: asyncio.Task | None = None
 
     async def refresh_models(self) -> None:
@@ -36,6 +39,7 @@ class Gateway:
 
     async def start(self) -> None:
         self._watcher = asyncio.create_task(self.watch_models())
+        await self.backend.start()
 
     async def stop(self) -> None:
         if self._watcher:

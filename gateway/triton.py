@@ -9,10 +9,25 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import ApiError
+from gateway.observe import current_request_id, triton_call
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 
 INPUT_TOO_LONG = re.compile(r"input (\d+) has (\d+) tokens, more than the model's maximum of (\d+)")
+# A Python backend stub died (Triton never recovers it alone), or Triton is unloading its models to
+# exit: either way the supervisor is restarting it, so the client should retry (503), not give up.
+TRANSIENT = ("is not healthy", "has no available versions")
 UNREACHABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")
+# tritonclient's own message limits, plus reconnect attempts at least once a second: gRPC's default
+# backoff grows to 2 minutes, which would keep answering 503 long after a restarted Triton is back.
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # A name resolving to several addresses (a Kubernetes headless Service) spreads over all of them.
+    ("grpc.lb_policy_name", "round_robin"),
+]
 
 
 def bytes_input(name: str, values: list[str]) -> grpcclient.InferInput:
@@ -36,6 +51,10 @@ def array_input(name: str, array: np.ndarray, datatype: str) -> grpcclient.Infer
     return tensor
 
 
+class TritonUnreachable(ApiError):
+    """503 because the endpoint did not answer at all (refused, reset): another endpoint may."""
+
+
 def translate(exc: InferenceServerException, offset: int = 0) -> ApiError:
     """Triton's error -> the status a client should see. `offset` maps sub-request indices back."""
     message = exc.message() or str(exc)
@@ -48,7 +67,9 @@ def translate(exc: InferenceServerException, offset: int = 0) -> ApiError:
             "send truncate=true to cut it",
             param="input",
         )
-    if exc.status() in UNREACHABLE:
+    if exc.status() == "StatusCode.UNAVAILABLE":
+        return TritonUnreachable(503, f"the inference server is unavailable: {message}")
+    if exc.status() in UNREACHABLE or any(fragment in message for fragment in TRANSIENT):
         return ApiError(503, f"the inference server is unavailable: {message}")
     return ApiError(424, f"the inference server failed: {message}")
 
@@ -63,7 +84,7 @@ class TritonBackend:
     def client(self) -> grpcclient.InferenceServerClient:
         """Created on first use, inside the event loop that serves requests (gRPC aio needs that)."""
         if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self.url)
+            self._client = grpcclient.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
         return self._client
 
     async def infer(
@@ -71,7 +92,9 @@ class TritonBackend:
     ) -> dict[str, np.ndarray]:
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
         try:
-            result = await self.client.infer(model, inputs, outputs=requested, client_timeout=self.timeout_s)
+            with triton_call(model):
+                result = await self.client.infer(model, inputs, outputs=requested, client_timeout=self.timeout_s,
+                                                 request_id=current_request_id() or "")
         except InferenceServerException as exc:
             raise translate(exc, offset) from None
         return {name: result.as_numpy(name) for name in outputs}

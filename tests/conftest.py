@@ -34,10 +34,11 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def embedding_repositories(minilm_dir: Path, tiny_models: dict[str, Path]) -> dict[str, Path]:
     """name -> built repository folder, through the same path `trident serve --model` takes."""
+    from trident.cli import _build_options, parser
     from trident.serve import ModelArg, prepare_model
 
-    options = {"task": None, "pooling": None, "max_length": None, "max_num_tokens": 16384,
-               "trust_remote_code": False}
+    # The CLI's own defaults, so that `trident serve --model PATH` in a test reuses these builds.
+    options = _build_options(parser().parse_args(["serve"]))
     models = {"all-MiniLM-L6-v2": minilm_dir, **tiny_models}
     return {name: prepare_model(ModelArg(str(path), name), options, progress=lambda _: None)
             for name, path in models.items()}

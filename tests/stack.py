@@ -83,6 +83,7 @@ class Stack:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM to the serve process (it stops Triton), SIGKILL to the group if it hangs."""
+        own = self._triton_shm_prefixes()  # other stacks may run at the same time: leave their regions be
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -94,7 +95,22 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):  # anything left in the group
                 os.killpg(self.process.pid, signal.SIGKILL)
         for region in shm_regions() - self._shm_before:
-            (SHM / region).unlink(missing_ok=True)
+            if not own or region.startswith(own):
+                (SHM / region).unlink(missing_ok=True)
+
+    def _triton_shm_prefixes(self) -> tuple[str, ...]:
+        """The shared-memory prefixes of the tritonservers this stack's process started."""
+        prefixes = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+                if self.process is None or text[text.rindex(")") + 2:].split()[1] != str(self.process.pid):
+                    continue
+                argv = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            prefixes += [arg.split("shm-region-prefix-name=")[1] for arg in argv if "shm-region-prefix-name=" in arg]
+        return tuple(prefixes)
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

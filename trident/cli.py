@@ -20,6 +20,9 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-tokens", type=int, default=16384, help="token budget of one engine batch")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow checkpoints that ship their own model code (never the default)")
+    parser.add_argument("--engine", choices=["onnxruntime", "torch", "tensorrt"], default="onnxruntime",
+                        help="onnxruntime (CPU, default), torch (PyTorch on CUDA: fp16/bf16, fp8 on Hopper) or "
+                             "tensorrt (a TensorRT plan; needs TensorRT and a GPU to build)")
 
 
 def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +37,11 @@ def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-payload-bytes", type=int, default=2 * 1024 * 1024, help="request body limit")
     parser.add_argument("--triton-batch-size", type=int, default=32, help="inputs per Triton sub-request")
     parser.add_argument("--request-timeout", type=float, default=60.0, help="deadline of each Triton call, s")
+    parser.add_argument("--drain-timeout", type=float, default=30.0,
+                        help="on SIGTERM, seconds to let admitted requests finish (new ones get 503)")
     parser.add_argument("--default-model", help="model used when a request names none")
+    parser.add_argument("--log-format", choices=["json", "text"], default="json",
+                        help="gateway logs: one JSON object per line (default) or plain text")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,15 +55,22 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, required=True, help="model repository folder to write into")
     build.add_argument("--name", help="served model name (default: the folder or repo name)")
     build.add_argument("--revision", help="hub revision")
+    build.add_argument("--config", type=Path, metavar="FILE",
+                       help="BEI-style YAML (trt_llm.build / trt_llm.runtime) naming the checkpoint and settings")
     _add_build_options(build)
 
     serve = commands.add_parser("serve", help="run Triton and the HTTP gateway")
     serve.add_argument("--model", action="append", default=[], metavar="[NAME=]MODEL",
                        help="checkpoint to build (or reuse) and serve; repeat for several models")
     serve.add_argument("--repository", action="append", type=Path, default=[],
-                       help="an already built model repository; repeatable")
+                       help="an already built model repository; repeatable. With --triton-url, Triton is not "
+                            "started: the gateway only reads tokenizers from it (/tokenize, /decode)")
     serve.add_argument("--triton-url", action="append", default=[], metavar="HOST:PORT",
-                       help="use a running Triton (gRPC) instead of starting one")
+                       help="use a running Triton (gRPC) instead of starting one; repeat to spread requests "
+                            "over several, a dead one is skipped until it answers again")
+    serve.add_argument("--triton-metrics-url", metavar="URL",
+                       help="Triton's Prometheus endpoint to include in GET /metrics "
+                            "(default: the started Triton's; none with --triton-url)")
     serve.add_argument("--triton-http-port", type=int, default=8000)
     serve.add_argument("--triton-grpc-port", type=int, default=8001)
     serve.add_argument("--triton-metrics-port", type=int, default=8002)
@@ -67,8 +81,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("trident").setLevel(logging.INFO)
+    if args.command == "serve":
+        from gateway.logs import configure_logging
+
+        configure_logging(args.log_format)
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("trident").setLevel(logging.INFO)
     from builder.errors import BuildError
 
     try:
@@ -82,17 +101,36 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build_options(args: argparse.Namespace) -> dict[str, object]:
     return {"task": args.task, "pooling": args.pooling, "max_length": args.max_length,
-            "max_num_tokens": args.max_num_tokens, "trust_remote_code": args.trust_remote_code}
+            "max_num_tokens": args.max_num_tokens, "trust_remote_code": args.trust_remote_code,
+            "engine": args.engine}
 
 
 def run_build(args: argparse.Namespace) -> int:
     from builder.build import BuildOptions, build, summary
     from trident.models import DEFAULT_MODEL_NAME, default_model_dir
 
+    if args.config is not None:
+        return run_build_config(args)
     if args.model is None:
         args.model, args.name = str(default_model_dir()), args.name or DEFAULT_MODEL_NAME
     result = build(BuildOptions(model=args.model, out=args.out, name=args.name, revision=args.revision,
                                 **_build_options(args)), progress=lambda msg: print(f"... {msg}", flush=True))
+    print(summary(result))
+    return 0
+
+
+def run_build_config(args: argparse.Namespace) -> int:
+    from builder.build import build, summary
+    from builder.config_file import fetched_checkpoint, load_build_config
+    from builder.errors import BuildError
+
+    if args.model is not None:
+        raise BuildError("give either a checkpoint or --config, not both")
+    config = load_build_config(args.config)
+    extra = {k: v for k, v in _build_options(args).items() if k != "max_num_tokens"}  # the file's wins
+    with fetched_checkpoint(config) as model:
+        result = build(config.options(model, args.out, args.name, **extra),
+                       progress=lambda msg: print(f"... {msg}", flush=True))
     print(summary(result))
     return 0
 
@@ -106,32 +144,38 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
-    from trident.serve import ModelArg, Supervisor, default_models, make_server, prepare_model
+    from trident.serve import DrainingServer, ModelArg, Supervisor, default_models, make_server, prepare_model
 
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     supervisor = None
     triton_urls = list(args.triton_url)
+    repositories = list(args.repository)
+    metrics_url = args.triton_metrics_url
     try:
         if not triton_urls:
             models = [ModelArg.parse(m) for m in args.model] or ([] if args.repository else default_models())
-            progress = lambda msg: print(f"... {msg}", flush=True)  # noqa: E731
-            repositories = [*args.repository, *(prepare_model(m, _build_options(args), progress) for m in models)]
+            progress = logging.getLogger("trident.serve").info  # JSON lines too, with --log-format json
+            repositories += [prepare_model(m, _build_options(args), progress) for m in models]
             server = make_server(repositories, args.triton_http_port, args.triton_grpc_port,
                                  args.triton_metrics_port)
             supervisor = Supervisor(server)
-            print(f"... starting tritonserver (gRPC {server.url}, HTTP {server.http_port})", flush=True)
+            progress(f"starting tritonserver (gRPC {server.url}, HTTP {server.http_port})")
             supervisor.start()
             triton_urls = [server.url]
+            metrics_url = metrics_url or server.metrics_url
         settings = GatewaySettings(
             triton_urls=triton_urls, max_client_batch_size=args.max_client_batch_size,
             triton_batch_size=args.triton_batch_size, max_payload_bytes=args.max_payload_bytes,
             max_concurrent_requests=args.max_concurrent_requests, request_timeout_s=args.request_timeout,
             auto_truncate=args.auto_truncate, api_key=args.api_key, default_model=args.default_model,
+            triton_metrics_url=metrics_url, repositories=repositories,
         )
-        print(f"... gateway on http://{args.host}:{args.port}", flush=True)
-        config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=10)
-        uvicorn.Server(config).run()
+        logging.getLogger("trident.serve").info("gateway on http://%s:%d", args.host, args.port)
+        # log_config=None: uvicorn's own loggers go through our (JSON) root handler.
+        app = create_app(settings)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=10, log_config=None)
+        DrainingServer(config, app.state.admission, args.drain_timeout).run()
     except KeyboardInterrupt:
         pass
     finally:

@@ -20,6 +20,13 @@ DEFAULT_ROUTES = {
     "classifier": "/predict",
     "ner": "/predict_tokens",
 }
+# The inference routes that can serve each task (the default route is one of them).
+TASK_ROUTES = {
+    "embedding": ("/v1/embeddings", "/embed"),
+    "reranker": ("/rerank", "/v1/rerank", "/predict"),
+    "classifier": ("/predict",),
+    "ner": ("/predict_tokens",),
+}
 MANIFEST_PARAMETER = "trident_manifest"
 
 

@@ -33,6 +33,7 @@ def decode_texts(values: np.ndarray) -> list[str]:
 class TokenizerStage:
     def __init__(self, spec: ModelSpec, files: Path) -> None:
         self.tokenizer = TextTokenizer(files / "tokenizer.json", spec.max_length, spec.pad_token_id)
+        self.with_spans = spec.task == "ner"  # NER maps tokens back to words and characters
 
     def process(self, requests: list[Request]) -> list[Result]:
         return [self._one(request) for request in requests]
@@ -50,21 +51,22 @@ class TokenizerStage:
             )
         except (ValueError, UnicodeDecodeError) as exc:
             return exc
-        return {
+        result = {
             T.INPUT_IDS: batch.input_ids,
             T.TOKEN_TYPE_IDS: batch.token_type_ids,
             T.NUM_TOKENS: batch.lengths.reshape(-1, 1),
         }
+        if self.with_spans:
+            result[T.OFFSETS], result[T.WORD_IDS] = batch.spans()
+        return result
 
 
 class EngineStage:
     """Unpads every sequence of every request, runs them together, hands each request its rows."""
 
     def __init__(self, spec: ModelSpec, files: Path) -> None:
-        from trident.onnx_engine import OnnxEngine
-
         self.spec = spec
-        self.engine = OnnxEngine(files / "model.onnx", spec, pad_id=spec.pad_token_id)
+        self.engine = load_engine(spec, files)
 
     def process(self, requests: list[Request]) -> list[Result]:
         sequences, types, counts = [], [], []
@@ -75,12 +77,38 @@ class EngineStage:
             types += [type_ids[row, :length] for row, length in enumerate(lengths)]
             counts.append(len(lengths))
         outputs = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None)
+        name = T.POOLED if self.spec.task == "embedding" else T.LOGITS
         results: list[Result] = []
         start = 0
         for count in counts:
-            results.append({T.POOLED: np.stack(outputs[start : start + count]).astype(np.float32)})
+            results.append({name: stack_rows(outputs[start : start + count])})
             start += count
         return results
+
+
+def load_engine(spec: ModelSpec, files: Path):
+    """The engine spec.engine names, over the files the builder put beside the engine model."""
+    if spec.engine == "torch":
+        from trident.torch_engine.engine import TorchEngine
+
+        return TorchEngine.load(files / "checkpoint", spec)
+    if spec.engine == "tensorrt":
+        from trident.tensorrt_engine import TensorRTEngine
+
+        return TensorRTEngine(spec)
+    from trident.onnx_engine import OnnxEngine
+
+    return OnnxEngine(files / "model.onnx", spec, pad_id=spec.pad_token_id)
+
+
+def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """One request's outputs as one float32 array; NER's per-token rows are zero-padded to the longest."""
+    if rows[0].ndim == 1:
+        return np.stack(rows).astype(np.float32)
+    padded = np.zeros((len(rows), max(len(r) for r in rows), rows[0].shape[1]), dtype=np.float32)
+    for i, row in enumerate(rows):
+        padded[i, : len(row)] = row
+    return padded
 
 
 class EmbeddingPostprocessStage:

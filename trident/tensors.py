@@ -16,3 +16,12 @@ NUM_TOKENS = "NUM_TOKENS"  # TYPE_INT32 [batch, 1]: tokens actually processed, a
 # Engine and ensemble outputs.
 POOLED = "POOLED"  # TYPE_FP32 [batch, dim]: pooled, not normalized
 EMBEDDINGS = "EMBEDDINGS"  # TYPE_FP32 [batch, dim or DIMENSIONS]
+
+# Reranking, classification and NER (see builder.repository.logits_configs / ner_configs).
+RAW_SCORES = "RAW_SCORES"  # TYPE_BOOL, default false: return logits instead of sigmoid / softmax
+AGGREGATION_STRATEGY = "AGGREGATION_STRATEGY"  # TYPE_STRING, NER: none | simple | first | average | max
+OFFSETS = "OFFSETS"  # TYPE_INT32 [batch, longest, 2]: each token's character span in TEXT; NER only
+WORD_IDS = "WORD_IDS"  # TYPE_INT32 [batch, longest]: each token's word index, -1 for special tokens
+LOGITS = "LOGITS"  # TYPE_FP32 [batch, labels], or [batch, longest, labels] for NER
+SCORES = "SCORES"  # TYPE_FP32 [batch, labels]: probabilities, or logits with RAW_SCORES
+RESULT = "RESULT"  # TYPE_STRING [batch, 1]: NER entities of one text as a JSON list

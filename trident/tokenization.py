@@ -37,6 +37,21 @@ class TokenBatch:
     lengths: np.ndarray  # int32 [n]
     encodings: list[Encoding]
 
+    def spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per token, its character span in the text (int32 [n, longest, 2]) and its word index
+        (int32 [n, longest]; -1 for special tokens and padding): what NER needs to find words."""
+        n, longest = self.input_ids.shape
+        offsets = np.zeros((n, longest, 2), dtype=np.int32)
+        word_ids = np.full((n, longest), -1, dtype=np.int32)
+        for row, encoding in enumerate(self.encodings):
+            length = len(encoding.ids)
+            if length:
+                offsets[row, :length] = encoding.offsets
+                words = [-1 if special or word is None else word
+                         for word, special in zip(encoding.word_ids, encoding.special_tokens_mask, strict=True)]
+                word_ids[row, :length] = words
+        return offsets, word_ids
+
 
 class TextTokenizer:
     def __init__(self, tokenizer_file: Path, max_length: int, pad_id: int | None = None) -> None:

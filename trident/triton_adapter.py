@@ -14,12 +14,17 @@ from trident.spec import MANIFEST_PARAMETER, ModelSpec
 
 
 class StageModel:
+    """`input_names` / `output_names` left empty mean "the tensors config.pbtxt declares": one model.py
+    then serves every task, whose configs declare different tensors."""
+
     stage_class: type
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
 
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
+        self.input_names = self.input_names or tuple(t["name"] for t in config.get("input", []))
+        self.output_names = self.output_names or tuple(t["name"] for t in config.get("output", []))
         spec = ModelSpec.from_json(config["parameters"][MANIFEST_PARAMETER]["string_value"])
         files = Path(args["model_repository"]) / args["model_version"]
         self.stage = self.stage_class(spec, files)
@@ -39,5 +44,5 @@ class StageModel:
         return responses
 
 
-def _as_numpy(tensor):  # noqa: ANN001, ANN202 - pb_utils.Tensor exists only inside Triton
+def _as_numpy(tensor):
     return None if tensor is None else tensor.as_numpy()

@@ -127,6 +127,10 @@ class TritonServer:
     def url(self) -> str:
         return f"{self.host}:{self.grpc_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
     def ready(self) -> bool:
         try:
             with urlopen(f"http://{self.host}:{self.http_port}/v2/health/ready", timeout=1) as response:

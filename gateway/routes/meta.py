@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from gateway.errors import ApiError
@@ -15,7 +16,51 @@ router = APIRouter()
 STARTED = int(time.time())
 
 
-@router.get("/health", tags=["Meta"])
+class Health(BaseModel):
+    status: str
+    models: list[str]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: str
+    created: int
+    owned_by: str
+    task: str
+    dimensions: int | None
+
+
+class ModelList(BaseModel):
+    object: str
+    data: list[ModelCard]
+
+
+class Info(BaseModel):
+    """`GET /info`, TEI's fields plus Trident's (documentation only)."""
+
+    model_id: str
+    model_sha: str
+    model_type: str
+    task: str
+    architecture: str
+    pooling: str | None
+    dimensions: int | None
+    labels: list[str]
+    max_input_length: int
+    max_num_tokens: int
+    max_client_batch_size: int
+    max_concurrent_requests: int
+    max_payload_bytes: int
+    request_timeout_s: float
+    auto_truncate: bool
+    prompts: dict[str, str]
+    default_route: str
+    version: str
+    engine: str
+    models: list[str]
+
+
+@router.get("/health", tags=["Meta"], responses={200: {"model": Health}})
 async def health(request: Request) -> Response:
     """200 when Triton is ready and the models are known; 503 otherwise."""
     gateway = request.app.state.gateway
@@ -26,7 +71,7 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok", "models": sorted(gateway.registry.models)})
 
 
-@router.get("/v1/models", tags=["OpenAI"])
+@router.get("/v1/models", tags=["OpenAI"], responses={200: {"model": ModelList}})
 async def list_models(request: Request) -> Response:
     models = request.app.state.gateway.registry.models
     data = [{"id": name, "object": "model", "created": STARTED, "owned_by": "trident",
@@ -35,7 +80,7 @@ async def list_models(request: Request) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-@router.get("/info", tags=["TEI"])
+@router.get("/info", tags=["TEI"], responses={200: {"model": Info}})
 async def info(request: Request, model: str | None = None) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(model)
@@ -47,6 +92,7 @@ async def info(request: Request, model: str | None = None) -> Response:
         "max_input_length": spec.max_length, "max_num_tokens": spec.max_num_tokens,
         "max_client_batch_size": settings.max_client_batch_size,
         "max_concurrent_requests": settings.max_concurrent_requests,
+        "max_payload_bytes": settings.max_payload_bytes, "request_timeout_s": settings.request_timeout_s,
         "auto_truncate": settings.auto_truncate, "prompts": spec.prompts,
         "default_route": spec.default_route, "version": __version__, "engine": spec.engine,
         "models": sorted(gateway.registry.models),

@@ -1,11 +1,9 @@
-"""Triton model: texts (and pairs) -> token ids. Logic: trident.stages.TokenizerStage."""
+"""Triton model: texts (and pairs) -> token ids (+ character offsets and word ids for NER).
+Logic: trident.stages.TokenizerStage; tensors: those its config.pbtxt declares for the task."""
 
-from trident import tensors as T
 from trident.stages import TokenizerStage
 from trident.triton_adapter import StageModel
 
 
 class TritonPythonModel(StageModel):
     stage_class = TokenizerStage
-    input_names = (T.TEXT, T.TEXT_PAIR, T.TRUNCATE, T.TRUNCATE_LEFT)
-    output_names = (T.INPUT_IDS, T.TOKEN_TYPE_IDS, T.NUM_TOKENS)
