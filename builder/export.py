@@ -56,17 +56,11 @@ class ExportError(RuntimeError):
 
 def onnx_input_names(spec: ModelSpec) -> list[str]:
     """Inputs of the exported graph, in order. The engine feeds whatever the session declares."""
-    names = ["input_ids", "attention_mask"]
-    if spec.uses_token_type_ids:
-        names.append("token_type_ids")
-    # Left padding shifts every token right, so positions must come from the mask, not from arange.
-    if spec.padding_side == "left":
-        names.append("position_ids")
-    return names
+    return spec.engine_input_names()
 
 
 def onnx_output_name(spec: ModelSpec) -> str:
-    return "embeddings" if spec.task == "embedding" else "logits"
+    return spec.engine_output_name()
 
 
 def load_model(

@@ -173,8 +173,10 @@ def run_serve(args: argparse.Namespace) -> int:
         logging.getLogger("trident.serve").info("gateway on http://%s:%d", args.host, args.port)
         # log_config=None: uvicorn's own loggers go through our (JSON) root handler.
         app = create_app(settings)
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=10, log_config=None)
+        # Keep-alive longer than clients' pool expiry (httpx 5 s, aiohttp 15 s): a server that closes an
+        # idle connection just as a client reuses it makes that request fail with no answer at all.
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=10, timeout_keep_alive=75, log_config=None)
         DrainingServer(config, app.state.admission, args.drain_timeout).run()
     except KeyboardInterrupt:
         pass

@@ -66,6 +66,19 @@ class ModelSpec:
         if not self.default_route:
             self.default_route = DEFAULT_ROUTES[self.task]
 
+    def engine_input_names(self) -> list[str]:
+        """Inputs of the exported engine graph, in order."""
+        names = ["input_ids", "attention_mask"]
+        if self.uses_token_type_ids:
+            names.append("token_type_ids")
+        # Left padding shifts every token right, so positions must come from the mask, not from arange.
+        if self.padding_side == "left":
+            names.append("position_ids")
+        return names
+
+    def engine_output_name(self) -> str:
+        return "embeddings" if self.task == "embedding" else "logits"
+
     @property
     def num_labels(self) -> int:
         return len(self.id2label)

@@ -22,17 +22,11 @@ MAX_ROWS = 4096  # as builder.tensorrt_plan.MAX_ROWS: the profiles' widest batch
 
 
 def graph_input_names(spec: ModelSpec) -> list[str]:
-    """The exported graph's inputs (builder.export.onnx_input_names, without importing torch)."""
-    names = ["input_ids", "attention_mask"]
-    if spec.uses_token_type_ids:
-        names.append("token_type_ids")
-    if spec.padding_side == "left":
-        names.append("position_ids")
-    return names
+    return spec.engine_input_names()
 
 
 def output_name(spec: ModelSpec) -> str:
-    return "embeddings" if spec.task == "embedding" else "logits"
+    return spec.engine_output_name()
 
 
 def bls_infer(model_name: str, output: str) -> Infer:
