@@ -28,7 +28,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from trident.onnx_engine import position_ids_from_mask
+from trident.batching import position_ids_from_mask
 from trident.spec import ModelSpec
 
 OPSET = 18

@@ -11,28 +11,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from trident.batching import padded_feeds, plan_batches, position_ids_from_mask, unpad_rows
 from trident.spec import ModelSpec
 
-
-def position_ids_from_mask(attention_mask: np.ndarray) -> np.ndarray:
-    """Positions counted over real tokens only, so left padding does not shift them."""
-    return np.clip(np.cumsum(attention_mask, axis=1) - 1, 0, None).astype(np.int64)
-
-
-def plan_batches(lengths: list[int], max_num_tokens: int) -> list[list[int]]:
-    """Group input indices, longest first, so each group's rows * longest <= max_num_tokens.
-
-    A single input longer than the budget still gets a group of its own: it cannot be split.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    batches: list[list[int]] = []
-    for index in order:
-        # Sorted longest first, so the first row of a group sets its padded length.
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_num_tokens:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
+__all__ = ["OnnxEngine", "plan_batches", "position_ids_from_mask", "session_options"]
 
 
 def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
@@ -82,29 +64,8 @@ class OnnxEngine:
         return [r for r in results if r is not None]
 
     def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None) -> list[np.ndarray]:
-        lengths = [len(s) for s in ids]
-        input_ids, attention_mask = self._pad(ids, self.pad_id)
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(input_ids) if types is None else self._pad(types, 0)[0]
-        if "position_ids" in self.input_names:
-            feeds["position_ids"] = position_ids_from_mask(attention_mask)
+        feeds = padded_feeds(ids, types, self.input_names, self.pad_id, self.spec.padding_side)
         (output,) = self.session.run(None, feeds)
         if self.spec.task != "ner":
             return list(output)
-        if self.spec.padding_side == "left":
-            return [row[len(row) - n :] for row, n in zip(output, lengths, strict=True)]
-        return [row[:n] for row, n in zip(output, lengths, strict=True)]
-
-    def _pad(self, rows: list[np.ndarray], value: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pad to the longest row on spec.padding_side; returns (padded, attention mask)."""
-        longest = max(len(r) for r in rows)
-        padded = np.full((len(rows), longest), value, dtype=np.int64)
-        mask = np.zeros((len(rows), longest), dtype=np.int64)
-        for i, row in enumerate(rows):
-            span = (
-                slice(longest - len(row), longest) if self.spec.padding_side == "left" else slice(0, len(row))
-            )
-            padded[i, span] = row
-            mask[i, span] = 1
-        return padded, mask
+        return unpad_rows(output, [len(s) for s in ids], self.spec.padding_side)

@@ -13,9 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from trident.onnx_engine import plan_batches, position_ids_from_mask
+from trident.batching import padded_feeds, plan_batches, unpad_rows
 from trident.spec import ModelSpec
-from trident.torch_engine.packing import pad
 
 Infer = Callable[[dict[str, np.ndarray]], np.ndarray]
 MAX_ROWS = 4096  # as builder.tensorrt_plan.MAX_ROWS: the profiles' widest batch
@@ -71,16 +70,8 @@ class TensorRTEngine:
 
     def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None) -> list[np.ndarray]:
         side = self.spec.padding_side
-        input_ids, mask = pad(ids, self.spec.pad_token_id, side)
-        feeds = {"input_ids": input_ids, "attention_mask": mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(input_ids) if types is None else pad(types, 0, side)[0]
-        if "position_ids" in self.input_names:
-            feeds["position_ids"] = position_ids_from_mask(mask)
+        feeds = padded_feeds(ids, types, self.input_names, self.spec.pad_token_id, side)
         output = np.asarray(self.infer(feeds), dtype=np.float32)
         if self.spec.task != "ner":
             return list(output)
-        lengths = [len(s) for s in ids]
-        if side == "left":
-            return [row[len(row) - n :] for row, n in zip(output, lengths, strict=True)]
-        return [row[:n] for row, n in zip(output, lengths, strict=True)]
+        return unpad_rows(output, [len(s) for s in ids], side)

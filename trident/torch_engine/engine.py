@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trident.batching import unpad_rows
 from trident.spec import ModelSpec
 from trident.torch_engine import attention
 from trident.torch_engine.fp8 import fp8_supported, quantize_linears
@@ -247,7 +248,4 @@ class TorchEngine:
         logits = out.logits.float().cpu().numpy()
         if self.spec.task != "ner":
             return list(logits)
-        lengths = [len(s) for s in ids]
-        if side == "left":
-            return [row[len(row) - n :] for row, n in zip(logits, lengths, strict=True)]
-        return [row[:n] for row, n in zip(logits, lengths, strict=True)]
+        return unpad_rows(logits, [len(s) for s in ids], side)

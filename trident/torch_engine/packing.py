@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trident.onnx_engine import plan_batches, position_ids_from_mask
+from trident.batching import pad, plan_batches, position_ids_from_mask
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the TensorRT engine step pads without it
     import torch
@@ -108,18 +108,6 @@ def pack(
         max_seqlen=bucket(max(segments)) if static_shapes else max(segments),
         num_sequences=len(lengths),
     )
-
-
-def pad(rows: list[np.ndarray], value: int, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """Pad rows to the longest on `side` ("left" | "right"); returns (padded int64, attention mask int64)."""
-    longest = max(len(r) for r in rows)
-    padded = np.full((len(rows), longest), value, dtype=np.int64)
-    mask = np.zeros((len(rows), longest), dtype=np.int64)
-    for i, row in enumerate(rows):
-        span = slice(longest - len(row), longest) if side == "left" else slice(0, len(row))
-        padded[i, span] = row
-        mask[i, span] = 1
-    return padded, mask
 
 
 def padded_position_ids(mask: np.ndarray, offset: int = 0) -> np.ndarray:
