@@ -83,6 +83,8 @@ def build(options: BuildOptions, progress: Progress = print) -> BuildResult:
             engine_files = {"checkpoint": stage_checkpoint(model_dir, staging_dir / "checkpoint")}
         else:
             _export_and_check(model_dir, spec, onnx_file, progress, options.trust_remote_code)
+            if spec.quantization == "int8":
+                onnx_file = _quantize_int8(model_dir, spec, onnx_file, progress)
         progress("writing the Triton model repository")
         repository = staging_dir / "repository"
         if spec.engine == "tensorrt":
@@ -122,6 +124,25 @@ def _export_and_check(
                    "texts": report.num_texts, "tolerance": report.tolerance}
 
 
+def _quantize_int8(model_dir: Path, spec: ModelSpec, fp32_file: Path, progress: Progress) -> Path:
+    """The int8 graph beside the checked float32 one, kept only if it passes the accuracy gate."""
+    from transformers import AutoTokenizer
+
+    from builder.int8 import INT8_MIN_COSINE, build_int8
+    from builder.parity import default_texts, tokenize
+
+    int8_file = fp32_file.parent / "int8" / "model.onnx"  # its own folder: an external `.data` keeps its name
+    int8_file.parent.mkdir()
+    progress(f"quantizing to int8 (ONNX Runtime dynamic int8; gate: min cosine >= {INT8_MIN_COSINE} to float32)")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+    ids, types = tokenize(tokenizer, spec, default_texts(spec))
+    report = build_int8(spec, fp32_file, int8_file, ids, types, progress)
+    progress(f"int8 kept: {', '.join(report.int8_groups)} ({report.int8_fraction:.0%} of the MatMul work), "
+             f"min cosine {report.min_cosine:.5f}, mean {report.mean_cosine:.5f} over {report.num_texts} texts")
+    spec.parity["int8_vs_float32"] = report.to_dict()
+    return int8_file
+
+
 def _add_tensorrt_plan(spec: ModelSpec, onnx_file: Path, repository: Path, progress: Progress) -> None:
     from builder.tensorrt_plan import build_plan, optimization_profiles, write_plan_model
 
@@ -147,6 +168,11 @@ def summary(result: BuildResult) -> str:
         f"  engine      {spec.engine}, {spec.dtype}, max length {spec.max_length}, "
         f"max_num_tokens {spec.max_num_tokens}",
     ]
+    if spec.quantization != "no_quant":
+        int8 = spec.parity.get("int8_vs_float32")
+        detail = (f": {', '.join(int8['int8_groups'])} MatMuls, min cosine {int8['min_cosine']:.5f} to float32"
+                  if int8 else "")
+        lines.append(f"  quantized   {spec.quantization}{detail}")
     if spec.task == "embedding":
         lines.append(f"  embedding   dim {spec.dim}, pooling {spec.pooling}, normalize {spec.normalize}")
     else:

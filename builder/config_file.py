@@ -5,7 +5,7 @@
         base_model: encoder | encoder_bert
         checkpoint_repository: {source: HF | LOCAL | REMOTE_URL | GCS | S3 | AZURE, repo, revision}
         max_num_tokens: 16384
-        quantization_type: no_quant
+        quantization_type: no_quant   # or int8 (CPU, ONNX Runtime), fp8 (GPU, causal models)
       runtime:
         webserver_default_route: /rerank
 
@@ -33,13 +33,13 @@ import yaml
 
 from builder.errors import BuildError
 from builder.inspect import CAUSAL_TYPES
-from trident.spec import TASK_ROUTES, ModelSpec
+from trident.spec import QUANTIZATIONS, TASK_ROUTES, ModelSpec
 
 if TYPE_CHECKING:
     from builder.build import BuildOptions
 
 BASE_MODELS = ("encoder", "encoder_bert")
-QUANTIZATIONS = ("no_quant", "fp8", "fp8_kv", "fp4", "fp4_kv", "fp4_mlp_only")
+INT8_ENGINE = "onnxruntime"  # int8 is Trident's CPU quantization: any architecture, the ONNX Runtime engine
 SOURCES = ("HF", "LOCAL", "REMOTE_URL", "GCS", "S3", "AZURE")
 UNSUPPORTED_SOURCES = ("GCS", "S3", "AZURE")
 ROUTES = tuple(dict.fromkeys(route for routes in TASK_ROUTES.values() for route in routes))
@@ -100,7 +100,7 @@ def parse_build_config(data: object, base_dir: Path | None = None) -> BuildConfi
 
     base_model = _choice(build, "trt_llm.build", "base_model", BASE_MODELS, default="encoder")
     quantization = _choice(build, "trt_llm.build", "quantization_type", QUANTIZATIONS, default="no_quant")
-    if base_model == "encoder_bert" and quantization != "no_quant":
+    if base_model == "encoder_bert" and quantization not in ("no_quant", "int8"):
         raise BuildError(f"trt_llm.build.quantization_type: {quantization!r} with base_model: encoder_bert: "
                          f"{BERT_NO_QUANT}; use quantization_type: no_quant")
     max_num_tokens = _positive_int(build, "trt_llm.build", "max_num_tokens", default=16384)
@@ -185,7 +185,11 @@ def check_settings(spec: ModelSpec, base_model: str | None, quantization: str, d
     if base_model == "encoder_bert" and causal:
         raise BuildError(f"base_model: encoder_bert (BEI-Bert) serves bidirectional models; {spec.model_type} is "
                          "a causal model: use base_model: encoder")
-    if quantization != "no_quant":
+    if quantization == "int8":
+        if engine != INT8_ENGINE:
+            raise BuildError(f"quantization_type: int8 is ONNX Runtime's CPU int8 (--engine {INT8_ENGINE}); "
+                             f"the {engine} engine has no int8 path")
+    elif quantization != "no_quant":
         if not causal:
             raise BuildError(f"quantization_type: {quantization} on {spec.architecture}: {BERT_NO_QUANT}; "
                              "use quantization_type: no_quant")

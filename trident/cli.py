@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from trident import __version__
+from trident.spec import QUANTIZATIONS
 
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,9 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-tokens", type=int, default=16384, help="token budget of one engine batch")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow checkpoints that ship their own model code (never the default)")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="no_quant",
+                        help="int8: ONNX Runtime dynamic int8 on CPU, kept only if cosine to float32 >= 0.99; "
+                             "fp8: causal models on the torch engine, FP8 GPUs (a --config file's own wins)")
     parser.add_argument("--engine", choices=["onnxruntime", "torch", "tensorrt"], default="onnxruntime",
                         help="onnxruntime (CPU, default), torch (PyTorch on CUDA: fp16/bf16, fp8 on Hopper) or "
                              "tensorrt (a TensorRT plan; needs TensorRT and a GPU to build)")
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 def _build_options(args: argparse.Namespace) -> dict[str, object]:
     return {"task": args.task, "pooling": args.pooling, "max_length": args.max_length,
             "max_num_tokens": args.max_num_tokens, "trust_remote_code": args.trust_remote_code,
-            "engine": args.engine}
+            "engine": args.engine, "quantization": args.quantization}
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -127,7 +131,8 @@ def run_build_config(args: argparse.Namespace) -> int:
     if args.model is not None:
         raise BuildError("give either a checkpoint or --config, not both")
     config = load_build_config(args.config)
-    extra = {k: v for k, v in _build_options(args).items() if k != "max_num_tokens"}  # the file's wins
+    extra = {k: v for k, v in _build_options(args).items()
+             if k not in ("max_num_tokens", "quantization")}  # the file's win
     with fetched_checkpoint(config) as model:
         result = build(config.options(model, args.out, args.name, **extra),
                        progress=lambda msg: print(f"... {msg}", flush=True))

@@ -14,6 +14,8 @@ from typing import Any
 
 TASKS = ("embedding", "reranker", "classifier", "ner")
 POOLINGS = ("cls", "mean", "lasttoken")
+# BEI's quantization_type values, plus int8: Trident's CPU quantization (ONNX Runtime dynamic int8).
+QUANTIZATIONS = ("no_quant", "int8", "fp8", "fp8_kv", "fp4", "fp4_kv", "fp4_mlp_only")
 DEFAULT_ROUTES = {
     "embedding": "/v1/embeddings",
     "reranker": "/rerank",
