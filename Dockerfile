@@ -21,7 +21,7 @@ FROM ${PYTHON_IMAGE} AS gateway
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY --from=source /src /app
-RUN pip install -c constraints.txt numpy tokenizers "tritonclient[grpc]" fastapi starlette uvicorn orjson pyyaml \
+RUN pip install -c constraints.txt numpy tokenizers "tritonclient[grpc]" fastapi starlette uvicorn httptools uvloop orjson pyyaml \
       prometheus-client pydantic \
  && pip install --no-deps . \
  && useradd --system --uid 10001 --no-create-home trident

@@ -30,12 +30,15 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 # infinity-emb in its own venv (it needs numpy<2, sentence-transformers<4, transformers<=5.0).
+# infinity-emb with its torch and optimum (ONNX Runtime) engines; old optimum/datasets/pyarrow pins keep numpy < 2.
 peers:
-	test -x .venv-peers/bin/infinity_emb || ( $(PYTHON) -m venv .venv-peers \
+	( test -x .venv-peers/bin/infinity_emb && .venv-peers/bin/python -c "import optimum.onnxruntime" 2>/dev/null ) \
+	|| ( $(PYTHON) -m venv .venv-peers \
 	  && .venv-peers/bin/python -m pip install -q --upgrade pip \
 	  && .venv-peers/bin/python -m pip install -q torch==2.13.0 \
 	  && .venv-peers/bin/python -m pip install -q "infinity-emb[server]==0.0.78" "numpy<2" \
-	     "sentence-transformers<4" "transformers<=5.0" ) || echo "infinity-emb could not be installed: bench runs without it"
+	     "sentence-transformers<4" "transformers<=5.0" "optimum[onnxruntime]==1.17.1" "datasets==2.18.0" \
+	     "pyarrow==15.0.2" "fsspec==2024.2.0" ) || echo "infinity-emb could not be installed: bench runs without it"
 
 bench: $(BENCH_STAMP) peers
 	$(BIN)/python bench/run.py

@@ -54,6 +54,7 @@ def effective_tokens(model_dir: Path, texts: list[str], max_length: int) -> int:
 
 def load_workloads(url: str, model: str, long: list[str], short: list[str], tokens_long: int, tokens_short: int,
                    seconds: float, sweep: list[int]) -> dict:
+    """The two workloads, then requests/s against concurrency (`sweep`, half as long each)."""
     def long_body(i: int) -> dict:
         start = (i * 32) % (len(long) - 32)
         return {"input": long[start:start + 32], "model": model}
@@ -103,13 +104,47 @@ def start_infinity(model_dir: Path, engine: str, log: Path) -> tuple[subprocess.
     return None
 
 
+def infinity_model_dir(model_dir: Path, out: Path) -> Path:
+    """The checkpoint plus `onnx/model.onnx` (last_hidden_state, exported by the same torch exporter Trident
+    uses): infinity's optimum engine only loads ONNX files shipped in the model folder, as hub repos do."""
+    import shutil
+
+    import torch
+    from transformers import AutoModel
+
+    if (out / "onnx" / "model.onnx").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(model_dir, out)
+    (out / "onnx").mkdir()
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    model = AutoModel.from_pretrained(out, attn_implementation="eager").eval()
+    ids = torch.randint(1000, 2000, (2, 16))
+    feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=512)
+    torch.onnx.export(LastHiddenState(model), (), str(out / "onnx" / "model.onnx"), kwargs=feeds,
+                      input_names=list(feeds), output_names=["last_hidden_state"], opset_version=18, dynamo=True,
+                      dynamic_shapes={name: {0: batch, 1: seq} for name in feeds})
+    return out
+
+
 def best_infinity(model_dir: Path, long: list[str], short: list[str], tokens_long: int, tokens_short: int,
                   args: argparse.Namespace, logs: Path) -> dict:
     """infinity-emb with each engine that starts here; the one with the most tokens/s is the baseline."""
     runs = {}
     for engine in ("torch", "optimum"):
         print(f"... infinity-emb --engine {engine}", flush=True)
-        started = start_infinity(model_dir, engine, logs / f"infinity-{engine}.log")
+        folder = model_dir if engine == "torch" else infinity_model_dir(model_dir, args.out / "infinity-model")
+        started = start_infinity(folder, engine, logs / f"infinity-{engine}.log")
         if started is None:
             runs[engine] = {"error": f"did not start; see {logs / f'infinity-{engine}.log'}"}
             continue
@@ -193,6 +228,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of each load phase")
     parser.add_argument("--sweep", type=int, nargs="*", default=[1, 4, 16, 64])
     parser.add_argument("--skip-infinity", action="store_true")
+    parser.add_argument("--skip-int8", action="store_true", help="skip the --quantization int8 build's run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
@@ -200,8 +236,13 @@ def main() -> int:
     from trident.serve import ModelArg, prepare_model
 
     model_dir = default_model_dir()
-    options = {"task": None, "pooling": None, "max_length": None, "max_num_tokens": 16384, "trust_remote_code": False}
+    from trident.cli import _build_options
+    from trident.cli import parser as cli_parser
+
+    options = _build_options(cli_parser().parse_args(["serve"]))  # `make serve`'s build, reused
     repository = prepare_model(ModelArg(str(model_dir), DEFAULT_MODEL_NAME), options, progress=print)
+    int8_repository = None if args.skip_int8 else prepare_model(
+        ModelArg(str(model_dir), DEFAULT_MODEL_NAME), {**options, "quantization": "int8"}, progress=print)
     long, short = long_texts(512), short_texts(2048)
     tokens_long, tokens_short = effective_tokens(model_dir, long[:64], 256), effective_tokens(model_dir, short, 256)
     results: dict = {"model": DEFAULT_MODEL_NAME, "cpu": f"{os.cpu_count()} cores", "time": time.strftime("%FT%T"),
@@ -217,6 +258,14 @@ def main() -> int:
                                             tokens_long, tokens_short, args.seconds, args.sweep)
     finally:
         stack.stop()
+    if int8_repository is not None:
+        print("... Trident, int8 build", flush=True)
+        stack = Stack(["--repository", str(int8_repository)], logs / "trident-int8.log").start()
+        try:
+            results["trident_int8"] = load_workloads(f"{stack.base_url}/v1/embeddings", DEFAULT_MODEL_NAME, long,
+                                                     short, tokens_long, tokens_short, args.seconds, [])
+        finally:
+            stack.stop()
 
     print("... sentence-transformers in-process", flush=True)
     results["sentence_transformers"] = sentence_transformers_baseline(model_dir, long, tokens_long, 256)
@@ -228,11 +277,15 @@ def main() -> int:
     results["engine"] = engine_flops(repository, DEFAULT_MODEL_NAME, 256)
     results["matmul_flops"] = matmul_flops()
 
-    trident, infinity = results["trident"], results.get("infinity", {})
+    trident, infinity, int8 = results["trident"], results.get("infinity", {}), results.get("trident_int8", {})
     results["ratios"] = {
         "tokens_vs_sentence_transformers": ratio(trident["tokens"]["tokens_per_s"],
                                                  results["sentence_transformers"]["tokens_per_s"]),
         "tokens_vs_infinity": ratio(trident["tokens"]["tokens_per_s"], infinity.get("tokens", {}).get("tokens_per_s")),
+        "int8_tokens_vs_sentence_transformers": ratio(int8.get("tokens", {}).get("tokens_per_s"),
+                                                      results["sentence_transformers"]["tokens_per_s"]),
+        "int8_requests_vs_infinity": ratio(int8.get("requests", {}).get("requests_per_s"),
+                                           infinity.get("requests", {}).get("requests_per_s")),
         "requests_vs_infinity": ratio(trident["requests"]["requests_per_s"],
                                       infinity.get("requests", {}).get("requests_per_s")),
         "engine_flops_vs_matmul": ratio(results["engine"]["flops"], results["matmul_flops"]),
@@ -245,7 +298,15 @@ def main() -> int:
         "trident_requests_per_s": round(trident["requests"]["requests_per_s"]),
         "trident_p50_ms": round(trident["requests"]["p50_ms"], 1),
         "trident_p99_ms": round(trident["requests"]["p99_ms"], 1),
+        "trident_int8_tokens_per_s": round(int8["tokens"]["tokens_per_s"]) if int8 else None,
+        "trident_int8_requests_per_s": round(int8["requests"]["requests_per_s"]) if int8 else None,
         "sentence_transformers_tokens_per_s": round(results["sentence_transformers"]["tokens_per_s"]),
+        "infinity_engine": infinity.get("engine"),
+        "infinity_tokens_per_s": round(infinity["tokens"]["tokens_per_s"]) if "tokens" in infinity else None,
+        "infinity_requests_per_s": round(infinity["requests"]["requests_per_s"]) if "requests" in infinity else None,
+        "infinity_p99_ms": round(infinity["requests"]["p99_ms"], 1) if "requests" in infinity else None,
+        "engine_flops": round(results["engine"]["flops"] / 1e9, 1),
+        "matmul_flops": round(results["matmul_flops"] / 1e9, 1),
         **results["ratios"],
     }
     print(json.dumps(summary, indent=2))

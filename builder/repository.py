@@ -134,7 +134,8 @@ def embedding_configs(spec: ModelSpec) -> dict[str, str]:
     )
     return {
         f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens, queue_delay_us=100),
-        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [pooled], queue_delay_us=500),
+        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [pooled], queue_delay_us=500,
+                                             instances=spec.engine_instances),
         f"{name}_postprocess": python_config(
             f"{name}_postprocess", spec, [pooled, *shaping], [embeddings], queue_delay_us=0
         ),
@@ -157,7 +158,8 @@ def logits_configs(spec: ModelSpec) -> dict[str, str]:
     ]
     return {
         f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens, queue_delay_us=100),
-        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500),
+        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500,
+                                             instances=spec.engine_instances),
         f"{name}_postprocess": python_config(f"{name}_postprocess", spec, [logits, raw_scores], [scores],
                                              queue_delay_us=0),
         name: _ensemble(spec, [*text_inputs, raw_scores], [scores, Tensor(T.NUM_TOKENS, "TYPE_INT32")], steps),
@@ -190,7 +192,8 @@ def ner_configs(spec: ModelSpec) -> dict[str, str]:
     ]
     return {
         f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens + spans, queue_delay_us=100),
-        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500),
+        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500,
+                                             instances=spec.engine_instances),
         f"{name}_postprocess": python_config(f"{name}_postprocess", spec, postprocess_inputs, [result],
                                              queue_delay_us=0),
         name: _ensemble(spec, [*text_inputs, *options], [result, Tensor(T.NUM_TOKENS, "TYPE_INT32")], steps),

@@ -21,10 +21,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "reports")
     args = parser.parse_args()
 
+    from trident.cli import _build_options
+    from trident.cli import parser as cli_parser
     from trident.models import DEFAULT_MODEL_NAME, default_model_dir
     from trident.serve import ModelArg, prepare_model
 
-    options = {"task": None, "pooling": None, "max_length": None, "max_num_tokens": 16384, "trust_remote_code": False}
+    options = _build_options(cli_parser().parse_args(["serve"]))  # `make serve`'s build, reused
     repository = prepare_model(ModelArg(str(default_model_dir()), DEFAULT_MODEL_NAME), options, progress=print)
     args.out.mkdir(parents=True, exist_ok=True)
     stack = Stack(["--repository", str(repository)], args.out / "trident.log").start()

@@ -107,3 +107,19 @@ def test_shape_embeddings_truncates_then_normalizes():
     vectors = np.array([[3.0, 4.0, 12.0]], dtype=np.float32)
     np.testing.assert_allclose(shape_embeddings(vectors, True, 2), [[0.6, 0.8]], atol=1e-7)
     np.testing.assert_allclose(shape_embeddings(vectors, False, 0), vectors)
+
+
+def test_engine_instances_default_to_two_on_cpu_with_cores_shared(tmp_path):
+    from trident.onnx_engine import threads_per_instance
+
+    model = make_tiny_bert(tmp_path / "m")
+    build(BuildOptions(model=str(model), out=tmp_path / "out", name="m"), progress=lambda _: None)
+    config = (tmp_path / "out" / "m_engine" / "config.pbtxt").read_text()
+    assert "instance_group [ { kind: KIND_CPU count: 2 } ]" in config
+    cores = len(os.sched_getaffinity(0))
+    assert threads_per_instance(2) == max(1, cores // 2) and threads_per_instance(1) == cores
+    build(BuildOptions(model=str(model), out=tmp_path / "out3", name="m", engine_instances=3), progress=lambda _: None)
+    assert "count: 3" in (tmp_path / "out3" / "m_engine" / "config.pbtxt").read_text()
+    with pytest.raises(BuildError, match="at least 1"):
+        build(BuildOptions(model=str(model), out=tmp_path / "out0", name="m", engine_instances=0),
+              progress=lambda _: None)

@@ -118,10 +118,10 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def task_stack(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    from trident.cli import _build_options, parser
     from trident.serve import ModelArg, prepare_model
 
-    options = {"task": None, "pooling": None, "max_length": None, "max_num_tokens": 16384,
-               "trust_remote_code": False}
+    options = _build_options(parser().parse_args(["serve"]))
     repositories = [prepare_model(ModelArg(str(path), name), options, progress=lambda _: None)
                     for name, path in checkpoints.items() if name != "bert-reranker"]
     repositories.append(build_from_yaml(checkpoints["bert-reranker"], tmp_path_factory.mktemp("yaml-build")))

@@ -21,6 +21,9 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-tokens", type=int, default=16384, help="token budget of one engine batch")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow checkpoints that ship their own model code (never the default)")
+    parser.add_argument("--engine-instances", type=int, metavar="N",
+                        help="Triton instances of the engine model (default: 2 for onnxruntime, each with "
+                             "cores/2 threads; 1 on a GPU)")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="no_quant",
                         help="int8: ONNX Runtime dynamic int8 on CPU, kept only if cosine to float32 >= 0.99; "
                              "fp8: causal models on the torch engine, FP8 GPUs (a --config file's own wins)")
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 def _build_options(args: argparse.Namespace) -> dict[str, object]:
     return {"task": args.task, "pooling": args.pooling, "max_length": args.max_length,
             "max_num_tokens": args.max_num_tokens, "trust_remote_code": args.trust_remote_code,
-            "engine": args.engine, "quantization": args.quantization}
+            "engine": args.engine, "quantization": args.quantization, "engine_instances": args.engine_instances}
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ Inputs are sorted by length and packed into sub-batches whose padded size (rows 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import onnxruntime as ort
 from trident.batching import padded_feeds, plan_batches, position_ids_from_mask, unpad_rows
 from trident.spec import ModelSpec
 
-__all__ = ["OnnxEngine", "plan_batches", "position_ids_from_mask", "session_options"]
+__all__ = ["OnnxEngine", "plan_batches", "position_ids_from_mask", "session_options", "threads_per_instance"]
 
 
 def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
@@ -25,7 +26,16 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     if intra_op_threads is not None:
         options.intra_op_num_threads = intra_op_threads  # None: ORT picks (one per physical core)
+    # Idle pool threads sleep instead of spinning: the cores are shared with Triton, the tokenizer and
+    # the gateway, and a spinning thread takes CPU from them (3.4 vs 4.3 ms of CPU per short request).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+def threads_per_instance(instances: int) -> int:
+    """The cores this process may use, shared evenly by the engine's Triton instances."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, instances))
 
 
 class OnnxEngine:

@@ -96,9 +96,9 @@ def load_engine(spec: ModelSpec, files: Path):
         from trident.tensorrt_engine import TensorRTEngine
 
         return TensorRTEngine(spec)
-    from trident.onnx_engine import OnnxEngine
+    from trident.onnx_engine import OnnxEngine, threads_per_instance
 
-    return OnnxEngine(files / "model.onnx", spec, pad_id=spec.pad_token_id)
+    return OnnxEngine(files / "model.onnx", spec, threads_per_instance(spec.engine_instances), spec.pad_token_id)
 
 
 def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
