@@ -90,7 +90,10 @@ def start_infinity(model_dir: Path, engine: str, log: Path) -> tuple[subprocess.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
     process = subprocess.Popen(
         [str(executable), "v2", "--model-id", str(model_dir), "--served-model-name", "peer", "--engine", engine,
-         "--device", "cpu", "--port", str(port), "--batch-size", "32"],
+         "--device", "cpu", "--port", str(port), "--batch-size", "32",
+         # optimum (installed for the optimum engine) makes the torch engine try BetterTransformer, which
+         # fails on this transformers; without optimum infinity skips it anyway
+         *(["--no-bettertransformer"] if engine == "torch" else [])],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
