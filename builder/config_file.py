@@ -33,7 +33,8 @@ import yaml
 
 from builder.errors import BuildError
 from builder.inspect import CAUSAL_TYPES
-from trident.spec import QUANTIZATIONS, TASK_ROUTES, ModelSpec
+from trident.spec import QUANTIZATIONS, ModelSpec
+from trident.tasks import INFERENCE_ROUTES
 
 if TYPE_CHECKING:
     from builder.build import BuildOptions
@@ -42,7 +43,7 @@ BASE_MODELS = ("encoder", "encoder_bert")
 INT8_ENGINE = "onnxruntime"  # int8 is Trident's CPU quantization: any architecture, the ONNX Runtime engine
 SOURCES = ("HF", "LOCAL", "REMOTE_URL", "GCS", "S3", "AZURE")
 UNSUPPORTED_SOURCES = ("GCS", "S3", "AZURE")
-ROUTES = tuple(dict.fromkeys(route for routes in TASK_ROUTES.values() for route in routes))
+ROUTES = INFERENCE_ROUTES
 BERT_NO_QUANT = "BEI-Bert (BERT-family, bidirectional models) has no quantization support, FP16/BF16 only"
 NER_NEEDS_BERT = "NER requires BEI-Bert (base_model: encoder_bert) and is not supported on BEI (base_model: encoder)"
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -199,10 +200,10 @@ def check_settings(spec: ModelSpec, base_model: str | None, quantization: str, d
     if spec.task == "reranker" and spec.num_labels != 1:
         raise BuildError(f"a reranker has one output label; {spec.architecture} has {spec.num_labels}: "
                          "build it as a classifier (--task classifier) and use /predict")
-    if default_route and default_route not in TASK_ROUTES[spec.task]:
+    if default_route and default_route not in spec.task_row.routes:
         article = "an" if spec.task[0] in "aeiou" else "a"
         raise BuildError(f"webserver_default_route: {default_route} cannot serve {article} {spec.task} model; it can "
-                         f"serve {', '.join(TASK_ROUTES[spec.task])}")
+                         f"serve {', '.join(spec.task_row.routes)}")
 
 
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import BuildError
-from trident.spec import POOLINGS, TASKS, ModelSpec
+from trident.spec import POOLINGS, ModelSpec
+from trident.tasks import TASK_NAMES
 
 CAUSAL_TYPES = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3_text", "phi3"}
 # RoBERTa-style position ids start after the padding index, so two positions are never usable.
@@ -55,8 +56,8 @@ def inspect_checkpoint(
     architecture = (config.get("architectures") or ["AutoModel"])[0]
     model_type = str(config.get("model_type", ""))
     task = task or detect_task(architecture, config)
-    if task not in TASKS:
-        raise BuildError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if task not in TASK_NAMES:
+        raise BuildError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
     modules = _sentence_transformers_modules(model_dir)
     causal = model_type in CAUSAL_TYPES
     tokenizer_info = _tokenizer_info(model_dir)

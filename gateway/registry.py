@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.errors import ApiError
-from trident.spec import TASK_ROUTES, ModelSpec
+from trident.spec import ModelSpec
+from trident.tasks import tasks_for_route
 
 
 class ModelRegistry:
@@ -49,10 +50,6 @@ class ModelRegistry:
         return spec
 
 
-def tasks_for_route(route: str) -> tuple[str, ...]:
-    return tuple(task for task, routes in TASK_ROUTES.items() if route in routes)
-
-
 def serving_routes(spec: ModelSpec) -> list[str]:
     """The inference routes this model answers, POST / (its default route) included."""
-    return [*TASK_ROUTES[spec.task], f"/ (= {spec.default_route})"]
+    return [*spec.task_row.routes, f"/ (= {spec.default_route})"]

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from trident import __version__
-from trident.spec import QUANTIZATIONS
+from trident.spec import POOLINGS, QUANTIZATIONS
+from trident.tasks import TASK_NAMES
 
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", choices=["embedding", "reranker", "classifier", "ner"],
+    parser.add_argument("--task", choices=TASK_NAMES,
                         help="override the task detected from config.json")
-    parser.add_argument("--pooling", choices=["cls", "mean", "lasttoken"], help="override the pooling")
+    parser.add_argument("--pooling", choices=POOLINGS, help="override the pooling")
     parser.add_argument("--max-length", type=int, help="override the maximum tokens per input")
     parser.add_argument("--max-num-tokens", type=int, default=16384, help="token budget of one engine batch")
     parser.add_argument("--trust-remote-code", action="store_true",

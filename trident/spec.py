@@ -12,23 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS = ("embedding", "reranker", "classifier", "ner")
+from trident.tasks import Task, task_of
+
 POOLINGS = ("cls", "mean", "lasttoken")
 # BEI's quantization_type values, plus int8: Trident's CPU quantization (ONNX Runtime dynamic int8).
 QUANTIZATIONS = ("no_quant", "int8", "fp8", "fp8_kv", "fp4", "fp4_kv", "fp4_mlp_only")
-DEFAULT_ROUTES = {
-    "embedding": "/v1/embeddings",
-    "reranker": "/rerank",
-    "classifier": "/predict",
-    "ner": "/predict_tokens",
-}
-# The inference routes that can serve each task (the default route is one of them).
-TASK_ROUTES = {
-    "embedding": ("/v1/embeddings", "/embed"),
-    "reranker": ("/rerank", "/v1/rerank", "/predict"),
-    "classifier": ("/predict",),
-    "ner": ("/predict_tokens",),
-}
 MANIFEST_PARAMETER = "trident_manifest"
 
 
@@ -65,12 +53,11 @@ class ModelSpec:
     parity: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        task_of(self.task)  # an unknown task fails here
         if self.pooling is not None and self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; expected one of {POOLINGS}")
         if not self.default_route:
-            self.default_route = DEFAULT_ROUTES[self.task]
+            self.default_route = self.task_row.default_route
 
     def engine_input_names(self) -> list[str]:
         """Inputs of the exported engine graph, in order."""
@@ -81,6 +68,10 @@ class ModelSpec:
         if self.padding_side == "left":
             names.append("position_ids")
         return names
+
+    @property
+    def task_row(self) -> Task:
+        return task_of(self.task)
 
     def engine_output_name(self) -> str:
         return "embeddings" if self.task == "embedding" else "logits"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from trident import tensors as T
+from trident.errors import StageError, StageErrorKind
 from trident.postprocess import shape_embeddings
 from trident.spec import ModelSpec
 from trident.tokenization import TextTokenizer
@@ -24,6 +25,11 @@ def column(values: np.ndarray | None, n: int, default: object) -> list:
     if values is None:
         return [default] * n
     return values.reshape(n).tolist()
+
+
+def invalid_input(exc: Exception) -> StageError:
+    """A request the stage cannot read: the client's fault, said as the stage found it."""
+    return exc if isinstance(exc, StageError) else StageError(StageErrorKind.INVALID_INPUT, str(exc))
 
 
 def decode_texts(values: np.ndarray) -> list[str]:
@@ -50,7 +56,7 @@ class TokenizerStage:
                 left=column(request.get(T.TRUNCATE_LEFT), n, False),
             )
         except (ValueError, UnicodeDecodeError) as exc:
-            return exc
+            return invalid_input(exc)
         result = {
             T.INPUT_IDS: batch.input_ids,
             T.TOKEN_TYPE_IDS: batch.token_type_ids,
@@ -124,7 +130,9 @@ class EmbeddingPostprocessStage:
         normalize = column(request.get(T.NORMALIZE), n, self.spec.normalize)
         dimensions = column(request.get(T.DIMENSIONS), n, 0)
         if len(set(normalize)) > 1 or len(set(dimensions)) > 1:
-            return ValueError("NORMALIZE and DIMENSIONS must be the same for every item of one request")
+            return StageError(StageErrorKind.INVALID_INPUT,
+                              "NORMALIZE and DIMENSIONS must be the same for every item of one request")
         if not 0 <= dimensions[0] <= self.spec.dim:
-            return ValueError(f"DIMENSIONS must be between 1 and {self.spec.dim}, got {dimensions[0]}")
+            return StageError(StageErrorKind.INVALID_INPUT,
+                              f"DIMENSIONS must be between 1 and {self.spec.dim}, got {dimensions[0]}")
         return {T.EMBEDDINGS: shape_embeddings(pooled, bool(normalize[0]), int(dimensions[0]))}

@@ -15,7 +15,7 @@ import numpy as np
 
 from trident import tensors as T
 from trident.spec import ModelSpec
-from trident.stages import Request, Result, column, decode_texts
+from trident.stages import Request, Result, column, decode_texts, invalid_input
 
 
 def scores_from_logits(logits: np.ndarray, raw: bool) -> np.ndarray:
@@ -83,7 +83,7 @@ class NerStage:
                 )
                 results.append(json.dumps(entities, ensure_ascii=False, default=_plain).encode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
-            return exc
+            return invalid_input(exc)
         return {T.RESULT: np.array(results, dtype=np.object_).reshape(-1, 1)}
 
 

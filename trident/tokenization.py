@@ -14,18 +14,9 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
+from trident.errors import InputTooLongError
 
-class InputTooLongError(ValueError):
-    """An input has more tokens than the model accepts and truncation was not asked for."""
-
-    def __init__(self, index: int, num_tokens: int, max_length: int) -> None:
-        self.index = index
-        self.num_tokens = num_tokens
-        self.max_length = max_length
-        super().__init__(
-            f"input {index} has {num_tokens} tokens, more than the model's maximum of {max_length}; "
-            "send truncate=true to cut it"
-        )
+__all__ = ["InputTooLongError", "TextTokenizer", "TokenBatch"]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Each `model_repository/*/model.py` is a subclass that names its stage and tensors; this class reads
 the manifest from the model's config, moves tensors in and out, and turns a stage's exception into
-that request's error without failing the others of the batch.
+that request's error (tagged: `trident.errors`) without failing the others of the batch.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from trident.errors import StageError, StageErrorKind, encode
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 
 
@@ -34,14 +35,27 @@ class StageModel:
 
         batch = [{name: _as_numpy(pb_utils.get_input_tensor_by_name(r, name)) for name in self.input_names}
                  for r in requests]
+        try:
+            results = self.stage.process(batch)
+        except Exception as exc:  # the whole batch failed (an engine error): every request hears why
+            results = [as_stage_error(exc)] * len(requests)
         responses = []
-        for result in self.stage.process(batch):
+        for result in results:
             if isinstance(result, Exception):
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result))))
+                error = as_stage_error(result)
+                code = pb_utils.TritonError.INVALID_ARG if error.client_fault else pb_utils.TritonError.INTERNAL
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(encode(error), code)))
             else:
                 tensors = [pb_utils.Tensor(name, result[name]) for name in self.output_names]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
+
+
+def as_stage_error(exc: Exception) -> StageError:
+    """A stage's refusal as it is; anything else is the stage's own failure, named with its type."""
+    if isinstance(exc, StageError):
+        return exc
+    return StageError(StageErrorKind.STAGE_FAILED, f"{type(exc).__name__}: {exc}")
 
 
 def _as_numpy(tensor):

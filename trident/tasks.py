@@ -1,0 +1,59 @@
+"""The task table: what each kind of model computes, and how it is served. One row per task.
+
+The builder (which engine output to export), the repository writer (the postprocess model, the
+ensemble's tensors), the Triton stages and the gateway (routes, which ensemble to call) all read
+these rows; adding a task adds a row here and its postprocess stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trident import tensors as T
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    engine_output: str  # what the engine model returns: T.POOLED (pooled vectors) or T.LOGITS
+    postprocess: str  # the stage's source folder under model_repository/ (its model.py names the class)
+    options: tuple[str, ...]  # per-request option tensors the postprocess reads (all optional)
+    outputs: tuple[str, ...]  # the ensemble's outputs; T.NUM_TOKENS is always the last
+    routes: tuple[str, ...]  # the inference routes that serve it; the first is its default route
+    pairs: bool = False  # accepts (text, text_pair) inputs
+    spans: bool = False  # the tokenizer also sends character offsets and word ids (and TEXT reaches postprocess)
+    token_ids: bool = False  # clients may send token ids: a second ensemble `<name>_ids` takes them
+    per_token: bool = False  # the engine returns one row per token, not one per input
+
+    @property
+    def default_route(self) -> str:
+        return self.routes[0]
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (
+    Task("embedding", T.POOLED, "postprocess", (T.NORMALIZE, T.DIMENSIONS), (T.EMBEDDINGS, T.NUM_TOKENS),
+         ("/v1/embeddings", "/embed"), token_ids=True),
+    Task("reranker", T.LOGITS, "scores", (T.RAW_SCORES,), (T.SCORES, T.NUM_TOKENS),
+         ("/rerank", "/v1/rerank", "/predict"), pairs=True),
+    Task("classifier", T.LOGITS, "scores", (T.RAW_SCORES,), (T.SCORES, T.NUM_TOKENS),
+         ("/predict",), pairs=True),
+    Task("ner", T.LOGITS, "ner", (T.AGGREGATION_STRATEGY, T.RAW_SCORES), (T.RESULT, T.NUM_TOKENS),
+         ("/predict_tokens",), spans=True, per_token=True),
+)}
+TASK_NAMES = tuple(TASKS)
+INFERENCE_ROUTES = tuple(dict.fromkeys(route for task in TASKS.values() for route in task.routes))
+IDS_SUFFIX = "_ids"  # `<model>_ids`: the ensemble that takes token ids instead of text
+
+
+def task_of(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASK_NAMES)}")
+    return TASKS[name]
+
+
+def tasks_for_route(route: str) -> tuple[str, ...]:
+    return tuple(task.name for task in TASKS.values() if route in task.routes)
+
+
+def ids_model(model: str) -> str:
+    return model + IDS_SUFFIX
