@@ -8,7 +8,11 @@ TRUNCATE_LEFT = "TRUNCATE_LEFT"  # TYPE_BOOL, default false: cut from the start 
 NORMALIZE = "NORMALIZE"  # TYPE_BOOL, default: the model's own (sentence-transformers Normalize)
 DIMENSIONS = "DIMENSIONS"  # TYPE_INT32, default 0 = all: Matryoshka truncation before normalizing
 
-# Between the tokenizer and the engine.
+# The ids ensemble's input (`<model>_ids`, trident.tasks.ids_model), in place of TEXT.
+TOKEN_IDS = "TOKEN_IDS"  # TYPE_INT64 [batch, longest]: the client's token ids, right-padded with PAD_SENTINEL
+PAD_SENTINEL = -1  # never a token id: the ids stage reads each row up to its first sentinel
+
+# Between the tokenizer (or the ids stage) and the engine.
 INPUT_IDS = "INPUT_IDS"  # TYPE_INT64 [batch, longest], right-padded
 TOKEN_TYPE_IDS = "TOKEN_TYPE_IDS"  # TYPE_INT64 [batch, longest]
 NUM_TOKENS = "NUM_TOKENS"  # TYPE_INT32 [batch, 1]: tokens actually processed, also an ensemble output
