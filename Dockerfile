@@ -14,6 +14,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY trident trident
 COPY gateway gateway
 COPY builder builder
+COPY cli cli
 COPY model_repository model_repository
 
 # Only what the gateway imports (no onnxruntime, no pytriton, no torch): a few hundred MB less.

@@ -22,12 +22,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.stack import free_port  # noqa: E402
+from testkit.stack import free_port  # noqa: E402
 
 
 def start(home: str) -> tuple[subprocess.Popen, int, float]:
     port = free_port()
-    command = [sys.executable, "-m", "trident.cli", "serve", "--port", str(port),
+    command = [sys.executable, "-m", "cli", "serve", "--port", str(port),
                "--triton-http-port", str(free_port()), "--triton-grpc-port", str(free_port()),
                "--triton-metrics-port", str(free_port())]
     started = time.perf_counter()

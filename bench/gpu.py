@@ -264,7 +264,7 @@ def minilm_dir(explicit: str | None, smoke: bool) -> Path | None:
     if (MINILM_ASSET / "config.json").is_file():
         return MINILM_ASSET
     try:
-        from trident.models import default_model_dir
+        from cli.models import default_model_dir
 
         return default_model_dir()
     except (ImportError, SystemExit):
@@ -295,7 +295,7 @@ def prepare_minilm(target: Path = MINILM_ASSET) -> Path:
 
     from safetensors.torch import load_file, save_file
 
-    from trident.models import default_model_dir
+    from cli.models import default_model_dir
 
     source = default_model_dir()
     target.mkdir(parents=True, exist_ok=True)

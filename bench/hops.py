@@ -23,9 +23,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import run_load  # noqa: E402
 from bench.run import short_texts  # noqa: E402
-from tests.stack import Stack  # noqa: E402
+from testkit.loadgen import run_load  # noqa: E402
+from testkit.stack import Stack  # noqa: E402
 
 STAGES = ("_tokenizer", "_engine", "_postprocess")
 
@@ -97,10 +97,10 @@ def main() -> int:
     parser.add_argument("--quantization", default="no_quant")
     args = parser.parse_args()
 
-    from trident.cli import _build_options
-    from trident.cli import parser as cli_parser
-    from trident.models import DEFAULT_MODEL_NAME, default_model_dir
-    from trident.serve import ModelArg, prepare_model
+    from cli.main import _build_options
+    from cli.main import parser as cli_parser
+    from cli.models import DEFAULT_MODEL_NAME, default_model_dir
+    from cli.serve import ModelArg, prepare_model
 
     options = _build_options(cli_parser().parse_args(["serve", "--quantization", args.quantization]))
     repository = prepare_model(ModelArg(str(default_model_dir()), DEFAULT_MODEL_NAME), options, progress=print)

@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import run_load  # noqa: E402
-from tests.stack import Stack, free_port  # noqa: E402
+from testkit.loadgen import run_load  # noqa: E402
+from testkit.stack import Stack, free_port  # noqa: E402
 
 WORDS = (
     "search vector model server triton token batch embedding fast text query document "
@@ -238,12 +238,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
-    from trident.models import DEFAULT_MODEL_NAME, default_model_dir
-    from trident.serve import ModelArg, prepare_model
+    from cli.models import DEFAULT_MODEL_NAME, default_model_dir
+    from cli.serve import ModelArg, prepare_model
 
     model_dir = default_model_dir()
-    from trident.cli import _build_options
-    from trident.cli import parser as cli_parser
+    from cli.main import _build_options
+    from cli.main import parser as cli_parser
 
     options = _build_options(cli_parser().parse_args(["serve"]))  # `make serve`'s build, reused
     repository = prepare_model(ModelArg(str(model_dir), DEFAULT_MODEL_NAME), options, progress=print)

@@ -9,9 +9,22 @@ import signal
 import sys
 from pathlib import Path
 
+import uvicorn
+
+from builder.build import BuildOptions, build, summary
+from builder.config_file import fetched_checkpoint, load_build_config
+from builder.errors import BuildError
+from cli.models import DEFAULT_MODEL_NAME, default_model_dir
+from cli.serve import ModelArg, default_models, prepare_model
+from cli.supervisor import DrainingServer, Supervisor, make_server
+from gateway.app import create_app
+from gateway.logs import configure_logging
+from gateway.settings import GatewaySettings
 from trident import __version__
 from trident.spec import POOLINGS, QUANTIZATIONS
 from trident.tasks import TASK_NAMES
+
+GATEWAY_DEFAULTS = GatewaySettings()  # each gateway flag's default is written once, in gateway/settings.py
 
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
@@ -36,18 +49,24 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
 def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="gateway address (default loopback only)")
     parser.add_argument("--port", type=int, default=8080, help="gateway port")
-    parser.add_argument("--api-key", default=os.environ.get("TRIDENT_API_KEY"),
+    parser.add_argument("--api-key", default=os.environ.get("TRIDENT_API_KEY", GATEWAY_DEFAULTS.api_key),
                         help="require Authorization: Bearer KEY (env TRIDENT_API_KEY)")
     parser.add_argument("--auto-truncate", action="store_true",
                         help="TEI routes truncate over-long inputs unless the request says otherwise")
-    parser.add_argument("--max-client-batch-size", type=int, default=2048, help="inputs per request")
-    parser.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight")
-    parser.add_argument("--max-payload-bytes", type=int, default=2 * 1024 * 1024, help="request body limit")
-    parser.add_argument("--triton-batch-size", type=int, default=32, help="inputs per Triton sub-request")
-    parser.add_argument("--request-timeout", type=float, default=60.0, help="deadline of each Triton call, s")
+    parser.add_argument("--max-client-batch-size", type=int, default=GATEWAY_DEFAULTS.max_client_batch_size,
+                        help="inputs per request")
+    parser.add_argument("--max-concurrent-requests", type=int, default=GATEWAY_DEFAULTS.max_concurrent_requests,
+                        help="requests in flight")
+    parser.add_argument("--max-payload-bytes", type=int, default=GATEWAY_DEFAULTS.max_payload_bytes,
+                        help="request body limit")
+    parser.add_argument("--triton-batch-size", type=int, default=GATEWAY_DEFAULTS.triton_batch_size,
+                        help="inputs per Triton sub-request")
+    parser.add_argument("--request-timeout", type=float, default=GATEWAY_DEFAULTS.request_timeout_s,
+                        help="deadline of each Triton call, s")
     parser.add_argument("--drain-timeout", type=float, default=30.0,
                         help="on SIGTERM, seconds to let admitted requests finish (new ones get 503)")
-    parser.add_argument("--default-model", help="model used when a request names none")
+    parser.add_argument("--default-model", default=GATEWAY_DEFAULTS.default_model,
+                        help="model used when a request names none")
     parser.add_argument("--log-format", choices=["json", "text"], default="json",
                         help="gateway logs: one JSON object per line (default) or plain text")
 
@@ -90,14 +109,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
-        from gateway.logs import configure_logging
-
         configure_logging(args.log_format)
     else:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("trident").setLevel(logging.INFO)
-    from builder.errors import BuildError
-
     try:
         if args.command == "build":
             return run_build(args)
@@ -114,9 +129,6 @@ def _build_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from builder.build import BuildOptions, build, summary
-    from trident.models import DEFAULT_MODEL_NAME, default_model_dir
-
     if args.config is not None:
         return run_build_config(args)
     if args.model is None:
@@ -128,10 +140,6 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_build_config(args: argparse.Namespace) -> int:
-    from builder.build import build, summary
-    from builder.config_file import fetched_checkpoint, load_build_config
-    from builder.errors import BuildError
-
     if args.model is not None:
         raise BuildError("give either a checkpoint or --config, not both")
     config = load_build_config(args.config)
@@ -149,12 +157,6 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gateway.app import create_app
-    from gateway.settings import GatewaySettings
-    from trident.serve import DrainingServer, ModelArg, Supervisor, default_models, make_server, prepare_model
-
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     supervisor = None
     triton_urls = list(args.triton_url)

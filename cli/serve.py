@@ -1,30 +1,17 @@
-"""`trident serve`: build (or reuse) the models, run Triton under supervision, run the gateway.
+"""`trident serve`, its models: each `--model` built, or a build with the same content hash reused.
 
-Triton runs as a child process; if it dies, the supervisor cleans its shared memory and starts it
-again while the gateway keeps answering 503 for the gap. A Python backend stub that dies
-(Triton then fails every request to that model and never restarts it) counts as a crash too.
-SIGINT/SIGTERM first drain the gateway (new requests 503, admitted ones finish), then stop Triton,
-so nothing is left in /dev/shm.
+Running them is cli/supervisor.py (Triton under supervision, the draining gateway server).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import signal
-import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
-
-from trident.models import DEFAULT_MODEL_NAME, build_key, cache_root, default_model_dir
-from trident.triton_server import TritonServer, clean_shared_memory
-
-log = logging.getLogger("trident.serve")
+from builder.build import BuildOptions, build, default_name, summary
+from builder.checkpoint import content_hash, resolve_checkpoint
+from cli.models import DEFAULT_MODEL_NAME, build_key, cache_root, default_model_dir
+from trident import __version__
 
 
 @dataclass
@@ -41,10 +28,6 @@ class ModelArg:
 
 def prepare_model(model: ModelArg, build_options: dict[str, object], progress=print) -> Path:
     """Return a repository folder holding this model, building it only if no matching build exists."""
-    from builder.build import BuildOptions, build, default_name, summary
-    from builder.checkpoint import content_hash, resolve_checkpoint
-    from trident import __version__
-
     model_dir = resolve_checkpoint(model.source)
     name = model.name or default_name(model_dir, model.source)
     key = build_key(content_hash(model_dir), __version__, {"name": name, **build_options})
@@ -59,108 +42,3 @@ def prepare_model(model: ModelArg, build_options: dict[str, object], progress=pr
 
 def default_models() -> list[ModelArg]:
     return [ModelArg(str(default_model_dir()), DEFAULT_MODEL_NAME)]
-
-
-@dataclass
-class Supervisor:
-    """Keeps one tritonserver alive; restarts it after a crash."""
-
-    server: TritonServer
-    restart_delay_s: float = 0.5
-    stopping: threading.Event = field(default_factory=threading.Event)
-    restarts: int = 0
-    _thread: threading.Thread | None = None
-    _stubs: list[int] = field(default_factory=list)
-
-    def start(self, timeout: float = 300.0) -> None:
-        self.server.start()
-        self.server.wait_ready(timeout)
-        self._stubs = stub_pids(self.server.process.pid)
-        self._thread = threading.Thread(target=self._watch, name="triton-supervisor", daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self.stopping.wait(0.2):
-            if not self.server.alive():
-                log.warning("tritonserver exited (code %s); restarting", self.server.process.returncode)
-            elif any(not process_alive(pid) for pid in self._stubs):
-                log.warning("a Python backend stub of tritonserver died; restarting tritonserver")
-                # Its state is broken: no graceful unload (which answers "unknown model" meanwhile).
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.server.process.pid, signal.SIGKILL)
-            else:
-                continue
-            self._restart()
-
-    def _restart(self) -> None:
-        self.server.stop(timeout=5.0)  # kills what is left of its process group, cleans its shm
-        clean_shared_memory(self.server.shm_prefix)
-        time.sleep(self.restart_delay_s)
-        if self.stopping.is_set():
-            return
-        try:
-            self.server.start()
-            self.server.wait_ready()
-            self._stubs = stub_pids(self.server.process.pid)
-            self.restarts += 1
-            log.warning("tritonserver is back (restart %d)", self.restarts)
-        except Exception as exc:  # keep trying: the gateway answers 503 meanwhile
-            log.error("tritonserver did not restart: %s", exc)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self.server.stop()
-
-
-def make_server(repositories: list[Path], http_port: int, grpc_port: int, metrics_port: int) -> TritonServer:
-    work_dir = Path(tempfile.mkdtemp(prefix="trident-triton-"))
-    return TritonServer(repositories=repositories, work_dir=work_dir, http_port=http_port,
-                        grpc_port=grpc_port, metrics_port=metrics_port)
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()  # fields after the command name: state, ppid, ...
-
-
-def process_alive(pid: int) -> bool:
-    """Running and not a zombie (a dead stub stays a zombie until Triton exits)."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
-def stub_pids(parent: int) -> list[int]:
-    """The Python backend stubs tritonserver started (its children), one per model instance."""
-    pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
-    return [pid for pid in pids if (stat := _proc_stat(pid)) is not None and stat[1] == str(parent)]
-
-
-class DrainingServer(uvicorn.Server):
-    """uvicorn whose first SIGTERM/SIGINT drains: new requests get 503 while the admitted ones finish
-    (up to `drain_timeout_s`); then it shuts down as usual. A second signal skips the drain."""
-
-    def __init__(self, config: uvicorn.Config, admission, drain_timeout_s: float) -> None:
-        super().__init__(config)
-        self.admission = admission
-        self.drain_timeout_s = drain_timeout_s
-        self._drain_deadline: float | None = None
-
-    def handle_exit(self, sig: int, frame: object) -> None:
-        if self._drain_deadline is not None or self.should_exit:
-            super().handle_exit(sig, frame)
-            return
-        self.admission.draining = True
-        self._drain_deadline = time.monotonic() + self.drain_timeout_s
-
-    async def on_tick(self, counter: int) -> bool:
-        if self._drain_deadline is not None and not self.should_exit:
-            drained = self.admission.in_flight == 0
-            if drained or time.monotonic() >= self._drain_deadline:
-                log.info("drained (%d request(s) still in flight); shutting down", self.admission.in_flight)
-                self.should_exit = True
-        return await super().on_tick(counter)

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.stack import Stack  # noqa: E402
+from testkit.stack import Stack  # noqa: E402
 
 SCORING_MODELS = {"minilm-reranker": 1, "minilm-classifier": 3}  # name -> labels
 
@@ -45,10 +45,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "reports")
     args = parser.parse_args()
 
-    from trident.cli import _build_options
-    from trident.cli import parser as cli_parser
-    from trident.models import DEFAULT_MODEL_NAME, default_model_dir
-    from trident.serve import ModelArg, prepare_model
+    from cli.main import _build_options
+    from cli.main import parser as cli_parser
+    from cli.models import DEFAULT_MODEL_NAME, default_model_dir
+    from cli.serve import ModelArg, prepare_model
 
     options = _build_options(cli_parser().parse_args(["serve"]))  # `make serve`'s build, reused
     model_dir = default_model_dir()

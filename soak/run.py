@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TRIDENT_HOME", str(ROOT / ".trident" / "test-home"))  # reuse the tests' builds
 
-from tests.factories import make_tiny_bert  # noqa: E402
-from tests.reliability import (  # noqa: E402
+from testkit.factories import make_tiny_bert  # noqa: E402
+from testkit.reliability import (  # noqa: E402
     LoadReport,
     distinct_texts,
     embed_alone,
@@ -42,15 +42,15 @@ from tests.reliability import (  # noqa: E402
     triton_pid,
     wait_for,
 )
-from tests.stack import Stack  # noqa: E402
+from testkit.stack import Stack  # noqa: E402
 
 MODEL = "tiny-bert-cls"
 MIB = 2**20
 
 
 def build_model(work: Path) -> Path:
-    from trident.cli import _build_options, parser
-    from trident.serve import ModelArg, prepare_model
+    from cli.main import _build_options, parser
+    from cli.serve import ModelArg, prepare_model
 
     checkpoint = make_tiny_bert(work / MODEL, pooling="cls")
     options = _build_options(parser().parse_args(["serve"]))

@@ -1,6 +1,6 @@
 """Shared by tests/test_reliability.py and soak/run.py: load generation, answer checking, process facts.
 
-Everything here works on a real `trident serve` (tests/stack.py): the load is real HTTP, the processes
+Everything here works on a real `trident serve` (testkit/stack.py): the load is real HTTP, the processes
 are read from /proc, and the answers are compared with the answers to the same inputs sent alone.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.stack import SHM, Stack
+from testkit.stack import SHM, Stack
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu the quick brown fox jumps").split()

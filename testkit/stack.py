@@ -52,7 +52,7 @@ class Stack:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "trident.cli", "serve", *self.args,
+            sys.executable, "-m", "cli", "serve", *self.args,
             "--port", str(self.port),
             "--triton-http-port", str(self.triton_http_port),
             "--triton-grpc-port", str(self.triton_grpc_port),

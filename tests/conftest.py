@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import make_tiny_bert
-from tests.stack import Stack
+from testkit.factories import make_tiny_bert
+from testkit.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 # Builds are keyed by the checkpoint's content hash: reruns reuse them, a fresh clone builds them.
@@ -17,7 +17,7 @@ os.environ.setdefault("TRIDENT_HOME", str(ROOT / ".trident" / "test-home"))
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    from trident.models import default_model_dir
+    from cli.models import default_model_dir
 
     return default_model_dir()
 
@@ -34,8 +34,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def embedding_repositories(minilm_dir: Path, tiny_models: dict[str, Path]) -> dict[str, Path]:
     """name -> built repository folder, through the same path `trident serve --model` takes."""
-    from trident.cli import _build_options, parser
-    from trident.serve import ModelArg, prepare_model
+    from cli.main import _build_options, parser
+    from cli.serve import ModelArg, prepare_model
 
     # The CLI's own defaults, so that `trident serve --model PATH` in a test reuses these builds.
     options = _build_options(parser().parse_args(["serve"]))

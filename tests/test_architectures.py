@@ -1,6 +1,6 @@
 """Every architecture family BEI and BEI-Bert list, as tiny random models through one real stack.
 
-Each family gets a checkpoint from tests/factories.py (hidden 32, 2 layers, its real tokenizer layout and
+Each family gets a checkpoint from testkit/factories.py (hidden 32, 2 layers, its real tokenizer layout and
 padding side), built through `trident serve`'s own path (prepare_model: export, parity, repository) and
 served, all of them, by ONE tritonserver + gateway. The served answers are compared with the references:
 
@@ -32,8 +32,8 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 
 from builder.build import BuildOptions, build
 from builder.errors import BuildError
-from tests.factories import QWEN3_QUERY_PROMPT, make_tiny_bert, make_tiny_model
-from tests.stack import Stack
+from testkit.factories import QWEN3_QUERY_PROMPT, make_tiny_bert, make_tiny_model
+from testkit.stack import Stack
 
 TOLERANCE = 1e-4  # against the reference
 MIN_COSINE = 0.9999
@@ -143,7 +143,7 @@ def make_custom_model(out_dir: Path) -> Path:
 def _prepare(name: str, path: str, options: dict[str, object]) -> Path:
     """One build in a worker process: one torch thread each, two builds at a time on two cores."""
     torch.set_num_threads(1)
-    from trident.serve import ModelArg, prepare_model
+    from cli.serve import ModelArg, prepare_model
 
     return prepare_model(ModelArg(path, name), options, progress=lambda _: None)
 

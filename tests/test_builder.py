@@ -14,7 +14,7 @@ from builder.build import BuildOptions, build
 from builder.errors import BuildError
 from builder.inspect import inspect_checkpoint
 from builder.repository import pbtxt_string
-from tests.factories import make_tiny_bert
+from testkit.factories import make_tiny_bert
 from trident.spec import ModelSpec
 
 
@@ -48,7 +48,7 @@ def test_remote_code_is_refused(tmp_path):
 
 def test_hub_id_offline_is_a_message_not_a_traceback(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "trident.cli", "build", "no-such-org/no-such-model",
+    result = subprocess.run([sys.executable, "-m", "cli", "build", "no-such-org/no-such-model",
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2
     assert "could not fetch 'no-such-org/no-such-model'" in result.stderr
@@ -57,7 +57,7 @@ def test_hub_id_offline_is_a_message_not_a_traceback(tmp_path):
 
 
 def test_not_a_checkpoint(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "trident.cli", "build", str(tmp_path), "--out", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "cli", "build", str(tmp_path), "--out", str(tmp_path / "o")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no config.json" in result.stderr
 

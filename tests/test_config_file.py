@@ -20,9 +20,9 @@ from builder.config_file import (
     parse_build_config,
 )
 from builder.errors import BuildError
-from tests.factories import make_tiny_bert
+from cli.main import main
+from testkit.factories import make_tiny_bert
 from tests.http_files import ArchiveServer
-from trident.cli import main
 from trident.spec import ModelSpec
 
 SEED_RERANKER = """

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from builder.export import export_onnx
 from builder.parity import ParityError, check_parity, compare, default_texts, tokenize
-from tests.factories import NER_LABELS, make_tiny_bert
+from testkit.factories import NER_LABELS, make_tiny_bert
 from trident.onnx_engine import OnnxEngine, plan_batches
 from trident.spec import ModelSpec
 

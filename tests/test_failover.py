@@ -21,8 +21,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.stack import Stack, free_port
-from trident.triton_server import TritonServer
+from cli.triton_server import TritonServer
+from testkit.stack import Stack, free_port
 
 MODEL = "tiny-bert-cls"
 TEXTS = [f"failover sentence number {i}, with a few more words" for i in range(240)]

@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.stack import Stack, free_port
-from trident.triton_server import TritonServer
+from cli.triton_server import TritonServer
+from testkit.stack import Stack, free_port
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.stack import Stack
+from testkit.stack import Stack
 
 LONG = "word " * 300  # 302 tokens: more than the tiny models' maximum of 128
 

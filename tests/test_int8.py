@@ -20,8 +20,8 @@ from builder.config_file import check_settings, parse_build_config
 from builder.errors import BuildError
 from builder.inspect import inspect_checkpoint
 from builder.int8 import INT8_MIN_COSINE, Int8Report, candidates, check_int8_accuracy
-from tests.factories import make_tiny_bert
-from tests.stack import Stack
+from testkit.factories import make_tiny_bert
+from testkit.stack import Stack
 from tests.texts import varied_texts
 
 INT8_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}

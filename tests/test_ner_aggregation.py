@@ -26,7 +26,7 @@ from transformers import (
     pipeline,
 )
 
-from tests.factories import NER_LABELS, make_tiny_bert
+from testkit.factories import NER_LABELS, make_tiny_bert
 from trident.ner import STRATEGIES, SubwordRule, aggregate, softmax
 
 SCORE_TOLERANCE = 1e-4

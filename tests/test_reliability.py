@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.reliability import (
+from testkit.reliability import (
     distinct_texts,
     embed_alone,
     healthy,
@@ -32,7 +32,7 @@ from tests.reliability import (
     triton_pid,
     wait_for,
 )
-from tests.stack import Stack
+from testkit.stack import Stack
 
 MODEL = "tiny-bert-cls"
 LIMIT = 8

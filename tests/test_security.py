@@ -23,7 +23,7 @@ import tomllib
 from builder.errors import BuildError
 from builder.inspect import inspect_checkpoint
 from gateway import auth
-from tests.factories import make_tiny_bert
+from testkit.factories import make_tiny_bert
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTEN = "0A"

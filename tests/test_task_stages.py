@@ -10,7 +10,7 @@ import torch
 from gateway.errors import ApiError
 from gateway.registry import ModelRegistry
 from gateway.scoring import ScoreJob, parse_ner_inputs, parse_predict_inputs, runs
-from tests.factories import make_tiny_bert
+from testkit.factories import make_tiny_bert
 from trident import tensors as T
 from trident.spec import ModelSpec
 from trident.task_stages import ScoresStage, scores_from_logits

@@ -25,9 +25,9 @@ import torch
 from sentence_transformers import CrossEncoder
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
-from tests.factories import make_tiny_bert, make_tiny_model, sharpen_head
+from testkit.factories import make_tiny_bert, make_tiny_model, sharpen_head
+from testkit.stack import Stack
 from tests.http_files import ArchiveServer
-from tests.stack import Stack
 
 TOLERANCE = 1e-4
 STRATEGIES = ("none", "simple", "first", "average", "max")
@@ -85,7 +85,7 @@ def make_checkpoints(root: Path) -> dict[str, Path]:
 
 def build_from_yaml(checkpoint: Path, work: Path) -> Path:
     """`trident build --config` with the checkpoint as a .tar.gz behind REMOTE_URL."""
-    from trident.cli import main
+    from cli.main import main
 
     archive_dir = work / "served"
     archive_dir.mkdir()
@@ -118,8 +118,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def task_stack(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    from trident.cli import _build_options, parser
-    from trident.serve import ModelArg, prepare_model
+    from cli.main import _build_options, parser
+    from cli.serve import ModelArg, prepare_model
 
     options = _build_options(parser().parse_args(["serve"]))
     repositories = [prepare_model(ModelArg(str(path), name), options, progress=lambda _: None)

@@ -21,7 +21,7 @@ import torch
 from builder.errors import BuildError
 from builder.quantization import FP8_MIN_COSINE, Fp8Report, check_fp8_accuracy, check_quantization, fp8_accuracy
 from builder.tensorrt_plan import build_plan, length_bands, optimization_profiles, plan_config
-from tests.factories import make_tiny_model
+from testkit.factories import make_tiny_model
 from trident.spec import ModelSpec
 from trident.tensorrt_engine import TensorRTEngine, graph_input_names
 from trident.torch_engine import fp8
