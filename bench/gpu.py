@@ -159,10 +159,11 @@ def throughput(device: torch.device, run_factory: Callable[[int], Callable[[], N
 
 def spec_for(name: str, model_type: str, dim: int, pooling: str, max_num_tokens: int, dtype: str,
              padding_side: str = "right") -> Any:
+    from trident.heads import simple_head
     from trident.spec import ModelSpec
 
     return ModelSpec(name=name, task="embedding", architecture="AutoModel", model_type=model_type,
-                     max_length=LONG, dim=dim, pooling=pooling, padding_side=padding_side,
+                     max_length=LONG, dim=dim, head=simple_head(pooling), padding_side=padding_side,
                      max_num_tokens=max_num_tokens, dtype=dtype)
 
 
@@ -276,13 +277,14 @@ def bench_fp8_real(device: torch.device, model_dir: Path, fp8_kernel: bool) -> d
     from tokenizers import Tokenizer
 
     from builder.quantization import fp8_accuracy
+    from trident.heads import simple_head
     from trident.spec import ModelSpec
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.enable_truncation(256)
     ids = [np.array(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(TEXTS)]
     spec = ModelSpec(name="all-MiniLM-L6-v2", task="embedding", architecture="BertModel", model_type="bert",
-                     max_length=256, dim=384, pooling="mean", uses_token_type_ids=True,
+                     max_length=256, dim=384, head=simple_head("mean"), uses_token_type_ids=True,
                      dtype="bfloat16" if device.type == "cuda" else "float32")
     report = fp8_accuracy(model_dir, spec, ids, device=str(device), fp8_kernel=fp8_kernel)
     return report.to_dict()

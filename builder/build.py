@@ -86,7 +86,7 @@ def build(options: BuildOptions, progress: Progress = print) -> BuildResult:
             from builder.torch_build import check_torch_engine, stage_checkpoint
 
             spec.parity = check_torch_engine(model_dir, spec, progress, options.trust_remote_code)
-            engine_files = {"checkpoint": stage_checkpoint(model_dir, staging_dir / "checkpoint")}
+            engine_files = {"checkpoint": stage_checkpoint(model_dir, staging_dir / "checkpoint", spec)}
         else:
             _export_and_check(model_dir, spec, onnx_file, progress, options.trust_remote_code)
             if spec.quantization == "int8":
@@ -180,7 +180,8 @@ def summary(result: BuildResult) -> str:
                   if int8 else "")
         lines.append(f"  quantized   {spec.quantization}{detail}")
     if spec.task == "embedding":
-        lines.append(f"  embedding   dim {spec.dim}, pooling {spec.pooling}, normalize {spec.normalize}")
+        modules = " -> ".join(module["type"] for module in spec.head)
+        lines.append(f"  embedding   dim {spec.dim}, head {modules} (pooling {spec.pooling})")
     else:
         lines.append(f"  labels      {', '.join(spec.labels())}")
     if spec.prompts:

@@ -1,8 +1,8 @@
 """Export a local Hugging Face checkpoint to the one ONNX graph the engine serves.
 
 The graph takes int64 `[batch, seq]` inputs (see `onnx_input_names`) and returns either `embeddings`
-`[batch, dim]` (pooling folded in, never normalized: normalization is a per-request choice) or `logits`
-(`[batch, num_labels]`, or `[batch, seq, num_labels]` for NER).
+`[batch, dim]` (the head's pooling and Dense modules folded in, never normalized: normalization is a
+per-request choice) or `logits` (`[batch, num_labels]`, or `[batch, seq, num_labels]` for NER).
 
 Only the dynamo exporter is used: the legacy TorchScript exporter silently produces wrong hidden states
 for BERT-family models.
@@ -28,8 +28,11 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from trident import tensors as T
 from trident.batching import position_ids_from_mask
 from trident.spec import ModelSpec
+from trident.torch_engine.head import DenseStack
+from trident.torch_engine.pooling import pool_padded
 
 OPSET = 18
 # eager first: its additive-mask graph runs 12% faster in ORT on CPU than the exported SDPA decomposition
@@ -79,33 +82,15 @@ def load_model(
     return model.eval()
 
 
-def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
-    """Pool `[batch, seq, dim]` hidden states like sentence-transformers' Pooling module."""
-    if pooling == "mean":
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
-    if pooling == "cls":
-        # First attended token: h[:, 0] under right padding, still the [CLS] token under left padding.
-        index = torch.where(attention_mask > 0, positions, hidden.shape[1]).amin(dim=1)
-    elif pooling == "lasttoken":
-        # Last attended token, whichever side the padding is on. Max, not ArgMax: ORT has no int64 ArgMax.
-        index = (positions * (attention_mask > 0)).amax(dim=1)
-    else:
-        raise ValueError(f"unsupported pooling {pooling!r}")
-    index = index.clamp(max=hidden.shape[1] - 1)
-    gather_index = index.view(-1, 1, 1).expand(-1, 1, hidden.shape[2])
-    return hidden.gather(1, gather_index).squeeze(1)
-
-
 class ServingGraph(nn.Module):
-    """What gets exported: the HF model plus, for embeddings, the pooling."""
+    """What gets exported: the HF model plus, for embeddings, the head up to (not including) Normalize."""
 
-    def __init__(self, model: PreTrainedModel, spec: ModelSpec) -> None:
+    def __init__(self, model: PreTrainedModel, spec: ModelSpec, model_dir: Path) -> None:
         super().__init__()
         self.model = model
-        self.task = spec.task
-        self.pooling = spec.pooling or "mean"
+        self.pooled = spec.task_row.engine_output == T.POOLED
+        self.pooling = spec.pooling
+        self.dense = DenseStack(spec.head, model_dir) if self.pooled else None
 
     def forward(
         self,
@@ -117,8 +102,8 @@ class ServingGraph(nn.Module):
         extra = {"token_type_ids": token_type_ids, "position_ids": position_ids}
         kwargs = {k: v for k, v in extra.items() if v is not None}
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        if self.task == "embedding":
-            return pool(out.last_hidden_state, attention_mask, self.pooling)
+        if self.pooled:
+            return self.dense(pool_padded(out.last_hidden_state, attention_mask, self.pooling))
         return out.logits
 
 
@@ -208,7 +193,7 @@ def _check_against_torch(graph: ServingGraph, spec: ModelSpec, out_path: Path) -
         (actual,) = session.run(None, {k: v.numpy() for k, v in feeds.items()})
         if actual.shape != expected.shape:
             raise ExportError(f"ONNX output shape {actual.shape} != torch {expected.shape}")
-        if spec.task == "ner":  # padding rows carry no meaning and may differ
+        if spec.task_row.per_token:  # padding rows carry no meaning and may differ
             mask = feeds["attention_mask"].numpy().astype(bool)
             actual, expected = actual[mask], expected[mask]
         diffs.append(float(np.abs(actual - expected).max()))
@@ -228,15 +213,15 @@ def export_onnx(
     EXPORT_CHECK_TOLERANCE on unseen shapes; raises ExportError if none does.
     """
     say = progress or (lambda _msg: None)
-    if spec.task == "embedding" and spec.pooling not in ("mean", "cls", "lasttoken"):
-        raise ValueError(f"embedding export needs a pooling, got {spec.pooling!r}")
+    if spec.task_row.engine_output == T.POOLED and spec.pooling is None:
+        raise ValueError("embedding export needs a head that starts with Pooling")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for attn in ATTN_IMPLEMENTATIONS:
         with quiet():
             say(f"loading {model_dir} ({spec.task}, attention={attn})")
             try:
-                graph = ServingGraph(load_model(model_dir, spec, attn, trust_remote_code), spec).eval()
+                graph = ServingGraph(load_model(model_dir, spec, attn, trust_remote_code), spec, model_dir).eval()
             except (ValueError, ImportError) as exc:  # model has no such attention implementation
                 failures.append(f"{attn}: cannot load ({exc})")
                 continue

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import BuildError
-from trident.spec import POOLINGS, ModelSpec
+from trident import heads
+from trident.spec import ModelSpec
 from trident.tasks import TASK_NAMES
 
 CAUSAL_TYPES = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3_text", "phi3"}
@@ -28,7 +29,8 @@ UNSUPPORTED_POOLING_KEYS = (
     "pooling_mode_mean_sqrt_len_tokens",
     "pooling_mode_weightedmean_tokens",
 )
-SUPPORTED_ST_MODULES = {"Transformer", "Pooling", "Normalize"}
+DENSE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+SUPPORTED_ST_MODULES = {"Transformer", "Pooling", "Dense", "Normalize"}
 
 
 def read_json(path: Path) -> dict[str, Any] | list[Any] | None:
@@ -60,6 +62,7 @@ def inspect_checkpoint(
         raise BuildError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
     modules = _sentence_transformers_modules(model_dir)
     causal = model_type in CAUSAL_TYPES
+    head = embedding_head(model_dir, modules, causal, pooling) if task == "embedding" else []
     tokenizer_info = _tokenizer_info(model_dir)
     spec = ModelSpec(
         name=name,
@@ -67,9 +70,8 @@ def inspect_checkpoint(
         architecture=architecture,
         model_type=model_type,
         max_length=max_length or _max_length(model_dir, config, tokenizer_info),
-        dim=_output_dim(config, task),
-        pooling=(pooling or _pooling(model_dir, modules, causal)) if task == "embedding" else None,
-        normalize=task == "embedding" and any(m.endswith("Normalize") for m in modules.values()),
+        dim=heads.output_dim(head, _output_dim(config, task)),
+        head=head,
         padding_side=tokenizer_info["padding_side"],
         uses_token_type_ids=tokenizer_info["uses_token_type_ids"],
         pad_token_id=_pad_token_id(config, task, causal, tokenizer_info),
@@ -77,8 +79,6 @@ def inspect_checkpoint(
         id2label=_id2label(config) if task != "embedding" else {},
         **_prompts(model_dir),
     )
-    if spec.pooling is not None and spec.pooling not in POOLINGS:
-        raise BuildError(f"unknown pooling {spec.pooling!r}; choose one of {', '.join(POOLINGS)}")
     return spec
 
 
@@ -134,10 +134,10 @@ def _output_dim(config: dict[str, Any], task: str) -> int:
     return _num_labels(config)
 
 
-def _sentence_transformers_modules(model_dir: Path) -> dict[str, str]:
-    """Module path -> class name, refusing modules whose maths the engine does not reproduce."""
+def _sentence_transformers_modules(model_dir: Path) -> list[tuple[str, str]]:
+    """(module path, class name) in modules.json order, refusing modules the engines do not reproduce."""
     modules = read_json(model_dir / "modules.json") or []
-    found = {}
+    found = []
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind not in SUPPORTED_ST_MODULES:
@@ -145,15 +145,43 @@ def _sentence_transformers_modules(model_dir: Path) -> dict[str, str]:
                 f"sentence-transformers module {kind!r} ({module.get('path')}) is not supported yet; "
                 f"supported: {', '.join(sorted(SUPPORTED_ST_MODULES))}"
             )
-        found[str(module.get("path", ""))] = kind
+        found.append((str(module.get("path", "")), kind))
     return found
 
 
-def _pooling(model_dir: Path, modules: dict[str, str], causal: bool) -> str:
-    for path, kind in modules.items():
+def embedding_head(model_dir: Path, modules: list[tuple[str, str]], causal: bool, pooling: str | None) -> heads.Head:
+    """The modules after the Transformer as a head (trident.heads); `pooling` overrides the Pooling's mode.
+
+    A checkpoint without modules.json pools as sentence-transformers would guess: last token for
+    decoders, mean otherwise.
+    """
+    head: heads.Head = []
+    for path, kind in modules:
         if kind == "Pooling":
-            return _pooling_from_config(model_dir / path / "config.json")
-    return "lasttoken" if causal else "mean"
+            head.append(heads.pooling(pooling or _pooling_from_config(model_dir / path / "config.json")))
+        elif kind == "Dense":
+            head.append(_dense(model_dir, path))
+        elif kind == "Normalize":
+            head.append({"type": "Normalize"})
+    if not head or head[0]["type"] != "Pooling":
+        head.insert(0, heads.pooling(pooling or ("lasttoken" if causal else "mean")))
+    try:
+        return heads.check(head)
+    except heads.HeadError as exc:
+        raise BuildError(f"{model_dir}/modules.json: {exc}") from None
+
+
+def _dense(model_dir: Path, path: str) -> dict[str, Any]:
+    """A sentence-transformers Dense module: its config, and where its weights are."""
+    config = read_json(model_dir / path / "config.json")
+    if not isinstance(config, dict) or "in_features" not in config or "out_features" not in config:
+        raise BuildError(f"{model_dir / path}/config.json is missing or has no in_features / out_features")
+    if not any((model_dir / path / name).is_file() for name in DENSE_WEIGHT_FILES):
+        raise BuildError(f"{model_dir / path} has none of {', '.join(DENSE_WEIGHT_FILES)}")
+    activation = str(config.get("activation_function") or "torch.nn.modules.linear.Identity").rsplit(".", 1)[-1]
+    return {"type": "Dense", "path": path, "in_features": int(config["in_features"]),
+            "out_features": int(config["out_features"]), "bias": bool(config.get("bias", True)),
+            "activation": activation}
 
 
 def _pooling_from_config(path: Path) -> str:

@@ -19,6 +19,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from builder.export import ATTN_IMPLEMENTATIONS, ServingGraph, load_model, quiet
+from trident import tensors as T
 from trident.onnx_engine import OnnxEngine
 from trident.spec import ModelSpec
 
@@ -77,7 +78,7 @@ def default_texts(spec: ModelSpec) -> list[Text]:
     words = min(spec.max_length, LONG_TEXT_WORDS)
     repeats = words // len(_LONG_SENTENCE.split()) + 2
     texts: list[Text] = [*_TEXTS, " ".join([_LONG_SENTENCE] * repeats)]
-    if spec.task in ("reranker", "classifier"):
+    if spec.task_row.pairs:
         texts += [*_PAIRS, ("short query", texts[-1])]
     return texts
 
@@ -111,7 +112,7 @@ def torch_reference(
     trust_remote_code: bool = False,
 ) -> list[np.ndarray]:
     """Each input alone through the HF model (+ the same pooling as the graph), shaped like engine output."""
-    graph = ServingGraph(_load_reference_model(model_dir, spec, trust_remote_code), spec).eval()
+    graph = ServingGraph(_load_reference_model(model_dir, spec, trust_remote_code), spec, model_dir).eval()
     outputs = []
     with torch.inference_mode():
         for i, row in enumerate(ids):
@@ -147,7 +148,7 @@ def compare(spec: ModelSpec, expected: list[np.ndarray], actual: list[np.ndarray
             cosines.append(float(w @ g / max(np.linalg.norm(w) * np.linalg.norm(g), 1e-12)))
     # np.max/np.min (not builtins) so a NaN propagates, and NaN fails every comparison below.
     max_abs, min_cos = float(np.max(diffs)), float(np.min(cosines))
-    passed = max_abs <= MAX_ABS_DIFF and (spec.task != "embedding" or min_cos >= MIN_COSINE)
+    passed = max_abs <= MAX_ABS_DIFF and (spec.task_row.engine_output != T.POOLED or min_cos >= MIN_COSINE)
     return ParityReport(max_abs, min_cos, len(expected), MAX_ABS_DIFF, passed)
 
 

@@ -1,10 +1,13 @@
-"""Writing the Triton model repository: one ensemble `<name>` over three Python-backend steps.
+"""Writing the Triton model repository of one model, from its task's row (trident.tasks):
 
-    <name>_tokenizer -> <name>_engine -> <name>_postprocess
+    <name>      ensemble: <name>_tokenizer -> <name>_engine -> <name>_postprocess   (text in)
+    <name>_ids  ensemble: <name>_ids_input  -> <name>_engine -> <name>_postprocess   (token ids in; tasks
+                                                                                     whose row allows them)
 
-Every config.pbtxt is complete (Triton runs with --disable-auto-complete-config) and carries the
-manifest as the `trident_manifest` parameter, so each step and any gateway can read the spec from
-Triton alone.
+Every config is a `model_config_pb2.ModelConfig` (Triton's own protobuf, shipped in tritonclient) written
+in text format, complete (Triton runs with --disable-auto-complete-config). Each Python-backend config
+carries the manifest as the `trident_manifest` parameter, so every step reads the spec from Triton alone;
+of the two ensembles only `<name>` carries it, which is how a gateway discovers the models it serves.
 """
 
 from __future__ import annotations
@@ -12,205 +15,133 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
 from trident import tensors as T
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
+from trident.tasks import ids_model
 
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 MAX_BATCH_SIZE = 256
+# Queue delays: the engine waits a little for a fuller batch; the cheap steps do not.
+QUEUE_DELAY_US = {"tokenizer": 100, "ids": 100, "engine": 500, "postprocess": 0}
 
 
 @dataclass(frozen=True)
 class Tensor:
+    """One tensor of a config; `dims` per item (Triton adds the batch dimension)."""
+
     name: str
-    data_type: str
     dims: tuple[int, ...] = (1,)
     optional: bool = False
     ragged: bool = False
 
-    def render(self) -> str:
-        extra = " optional: true" if self.optional else ""
-        extra += " allow_ragged_batch: true" if self.ragged else ""
-        dims = ", ".join(str(d) for d in self.dims)
-        return f'  {{ name: "{self.name}" data_type: {self.data_type} dims: [ {dims} ]{extra} }}'
+
+def optional(names: Iterable[str]) -> list[Tensor]:
+    return [Tensor(name, optional=True) for name in names]
 
 
-def pbtxt_string(text: str) -> str:
-    """A protobuf text-format string literal: printable ASCII as is, everything else as octal bytes."""
-    out = []
-    for byte in text.encode("utf-8"):
-        char = chr(byte)
-        out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\{byte:03o}")
-    return '"' + "".join(out) + '"'
+@dataclass(frozen=True)
+class Step:
+    """A Python-backend model of the ensembles: which stage (source folder) and its tensors."""
+
+    role: str  # tokenizer | ids | engine | postprocess: the model is `<name>_<role>`
+    source: str  # folder under model_repository/ holding its model.py
+    inputs: list[Tensor]
+    outputs: list[Tensor]
 
 
-def _tensors(kind: str, tensors: list[Tensor]) -> str:
-    if kind == "output":  # optional and ragged describe inputs only
-        tensors = [replace(t, optional=False, ragged=False) for t in tensors]
-    return f"{kind} [\n" + ",\n".join(t.render() for t in tensors) + "\n]\n"
-
-
-def _manifest_parameter(spec: ModelSpec) -> str:
-    manifest = json.dumps(dataclasses.asdict(spec), separators=(",", ":"), sort_keys=True)
-    return f'parameters {{ key: "{MANIFEST_PARAMETER}" value {{ string_value: {pbtxt_string(manifest)} }} }}\n'
-
-
-def python_config(
-    name: str, spec: ModelSpec, inputs: list[Tensor], outputs: list[Tensor], queue_delay_us: int, instances: int = 1
-) -> str:
-    return (
-        f'name: "{name}"\nbackend: "python"\nmax_batch_size: {MAX_BATCH_SIZE}\n'
-        + _tensors("input", inputs)
-        + _tensors("output", outputs)
-        + f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
-        + f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]\n"
-        + _manifest_parameter(spec)
-    )
-
-
-def _step(model: str, mapping_in: dict[str, str], mapping_out: dict[str, str]) -> str:
-    ins = "".join(f'      input_map {{ key: "{k}" value: "{v}" }}\n' for k, v in mapping_in.items())
-    outs = "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in mapping_out.items())
-    return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{ins}{outs}    }}'
-
-
-def _text_inputs(pairs: bool = True) -> list[Tensor]:
-    return [
-        Tensor(T.TEXT, "TYPE_STRING"),
-        *([Tensor(T.TEXT_PAIR, "TYPE_STRING", optional=True)] if pairs else []),
-        Tensor(T.TRUNCATE, "TYPE_BOOL", optional=True),
-        Tensor(T.TRUNCATE_LEFT, "TYPE_BOOL", optional=True),
-    ]
-
-
-def _token_tensors() -> list[Tensor]:
-    return [
-        Tensor(T.INPUT_IDS, "TYPE_INT64", (-1,), ragged=True),
-        Tensor(T.TOKEN_TYPE_IDS, "TYPE_INT64", (-1,), ragged=True),
-        Tensor(T.NUM_TOKENS, "TYPE_INT32", ragged=True),
-    ]
-
-
-def _ensemble(spec: ModelSpec, inputs: list[Tensor], outputs: list[Tensor], steps: list[str]) -> str:
-    return (
-        f'name: "{spec.name}"\nplatform: "ensemble"\nmax_batch_size: {MAX_BATCH_SIZE}\n'
-        + _tensors("input", inputs)
-        + _tensors("output", outputs)
-        + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
-        + _manifest_parameter(spec)
-    )
-
-
-def _same_names(tensors: list[Tensor]) -> dict[str, str]:
-    return {t.name: t.name for t in tensors}
-
-
-def embedding_configs(spec: ModelSpec) -> dict[str, str]:
-    """config.pbtxt for each model of an embedding ensemble, keyed by model name."""
-    name = spec.name
-    text_inputs = _text_inputs()
-    tokens = _token_tensors()
-    pooled = Tensor(T.POOLED, "TYPE_FP32", (spec.dim,))
-    shaping = [Tensor(T.NORMALIZE, "TYPE_BOOL", optional=True), Tensor(T.DIMENSIONS, "TYPE_INT32", optional=True)]
-    embeddings = Tensor(T.EMBEDDINGS, "TYPE_FP32", (-1,))
-    num_tokens = Tensor(T.NUM_TOKENS, "TYPE_INT32")
-    steps = [
-        _step(f"{name}_tokenizer", {t.name: t.name for t in text_inputs},
-              {T.INPUT_IDS: "input_ids", T.TOKEN_TYPE_IDS: "token_type_ids", T.NUM_TOKENS: T.NUM_TOKENS}),
-        _step(f"{name}_engine",
-              {T.INPUT_IDS: "input_ids", T.TOKEN_TYPE_IDS: "token_type_ids", T.NUM_TOKENS: T.NUM_TOKENS},
-              {T.POOLED: "pooled"}),
-        _step(f"{name}_postprocess", {T.POOLED: "pooled", T.NORMALIZE: T.NORMALIZE, T.DIMENSIONS: T.DIMENSIONS},
-              {T.EMBEDDINGS: T.EMBEDDINGS}),
-    ]
-    ensemble = (
-        f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: {MAX_BATCH_SIZE}\n'
-        + _tensors("input", text_inputs + shaping)
-        + _tensors("output", [embeddings, num_tokens])
-        + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
-        + _manifest_parameter(spec)
-    )
-    return {
-        f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens, queue_delay_us=100),
-        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [pooled], queue_delay_us=500,
-                                             instances=spec.engine_instances),
-        f"{name}_postprocess": python_config(
-            f"{name}_postprocess", spec, [pooled, *shaping], [embeddings], queue_delay_us=0
-        ),
-        name: ensemble,
+def steps_for(spec: ModelSpec) -> dict[str, Step]:
+    """The composing models of the spec's ensembles, keyed by role, from its task's row."""
+    task = spec.task_row
+    tokens = [Tensor(T.INPUT_IDS, (-1,), ragged=True), Tensor(T.TOKEN_TYPE_IDS, (-1,), ragged=True),
+              Tensor(T.NUM_TOKENS, ragged=True)]
+    spans = [Tensor(T.OFFSETS, (-1, 2), ragged=True), Tensor(T.WORD_IDS, (-1,), ragged=True)] if task.spans else []
+    truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT))
+    text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation]
+    width = spec.dim if task.engine_output == T.POOLED else spec.num_labels
+    engine_output = Tensor(task.engine_output, (-1, width) if task.per_token else (width,), ragged=task.per_token)
+    context = [Tensor(T.TEXT), tokens[0], *spans, tokens[2]] if task.spans else []  # NER cuts words from TEXT
+    steps = {
+        "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans),
+        "engine": Step("engine", "engine", tokens, [engine_output]),
+        "postprocess": Step("postprocess", task.postprocess, [*context, engine_output, *optional(task.options)],
+                            [Tensor(name, _output_dims(name, spec)) for name in task.outputs[:-1]]),
     }
+    if task.token_ids:
+        steps["ids"] = Step("ids", "ids", [Tensor(T.TOKEN_IDS, (-1,), ragged=True), *truncation], tokens)
+    return steps
 
 
-def logits_configs(spec: ModelSpec) -> dict[str, str]:
-    """Reranker / classifier ensemble: text (+ pair) -> ids -> LOGITS [labels] -> SCORES [labels]."""
-    name = spec.name
-    text_inputs, tokens = _text_inputs(), _token_tensors()
-    logits = Tensor(T.LOGITS, "TYPE_FP32", (spec.num_labels,))
-    raw_scores = Tensor(T.RAW_SCORES, "TYPE_BOOL", optional=True)
-    scores = Tensor(T.SCORES, "TYPE_FP32", (spec.num_labels,))
-    token_map = {T.INPUT_IDS: "input_ids", T.TOKEN_TYPE_IDS: "token_type_ids", T.NUM_TOKENS: T.NUM_TOKENS}
-    steps = [
-        _step(f"{name}_tokenizer", _same_names(text_inputs), token_map),
-        _step(f"{name}_engine", token_map, {T.LOGITS: "logits"}),
-        _step(f"{name}_postprocess", {T.LOGITS: "logits", T.RAW_SCORES: T.RAW_SCORES}, {T.SCORES: T.SCORES}),
-    ]
-    return {
-        f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens, queue_delay_us=100),
-        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500,
-                                             instances=spec.engine_instances),
-        f"{name}_postprocess": python_config(f"{name}_postprocess", spec, [logits, raw_scores], [scores],
-                                             queue_delay_us=0),
-        name: _ensemble(spec, [*text_inputs, raw_scores], [scores, Tensor(T.NUM_TOKENS, "TYPE_INT32")], steps),
-    }
+def _output_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
+    return {T.EMBEDDINGS: (-1,), T.SCORES: (spec.num_labels,)}.get(name, (1,))
 
 
-def ner_configs(spec: ModelSpec) -> dict[str, str]:
-    """NER ensemble: text -> ids + offsets + word ids -> LOGITS [seq, labels] -> RESULT (JSON per text).
-
-    TEXT feeds the postprocess as well: entity words and spans are cut from the original text.
-    """
-    name = spec.name
-    text_inputs, tokens = _text_inputs(pairs=False), _token_tensors()
-    spans = [Tensor(T.OFFSETS, "TYPE_INT32", (-1, 2), ragged=True),
-             Tensor(T.WORD_IDS, "TYPE_INT32", (-1,), ragged=True)]
-    logits = Tensor(T.LOGITS, "TYPE_FP32", (-1, spec.num_labels), ragged=True)
-    options = [Tensor(T.AGGREGATION_STRATEGY, "TYPE_STRING", optional=True),
-               Tensor(T.RAW_SCORES, "TYPE_BOOL", optional=True)]
-    result = Tensor(T.RESULT, "TYPE_STRING")
-    token_map = {T.INPUT_IDS: "input_ids", T.TOKEN_TYPE_IDS: "token_type_ids", T.NUM_TOKENS: T.NUM_TOKENS}
-    span_map = {T.OFFSETS: "offsets", T.WORD_IDS: "word_ids"}
-    postprocess_inputs = [Tensor(T.TEXT, "TYPE_STRING"), tokens[0], *spans, tokens[2], logits, *options]
-    steps = [
-        _step(f"{name}_tokenizer", _same_names(text_inputs), {**token_map, **span_map}),
-        _step(f"{name}_engine", token_map, {T.LOGITS: "logits"}),
-        _step(f"{name}_postprocess",
-              {T.TEXT: T.TEXT, T.INPUT_IDS: "input_ids", **span_map, T.NUM_TOKENS: T.NUM_TOKENS,
-               T.LOGITS: "logits", **_same_names(options)},
-              {T.RESULT: T.RESULT}),
-    ]
-    return {
-        f"{name}_tokenizer": python_config(f"{name}_tokenizer", spec, text_inputs, tokens + spans, queue_delay_us=100),
-        f"{name}_engine": python_config(f"{name}_engine", spec, tokens, [logits], queue_delay_us=500,
-                                             instances=spec.engine_instances),
-        f"{name}_postprocess": python_config(f"{name}_postprocess", spec, postprocess_inputs, [result],
-                                             queue_delay_us=0),
-        name: _ensemble(spec, [*text_inputs, *options], [result, Tensor(T.NUM_TOKENS, "TYPE_INT32")], steps),
-    }
+def model_name(spec: ModelSpec, role: str) -> str:
+    return f"{spec.name}_{role}" if role != "ids" else f"{spec.name}_ids_input"
 
 
-def configs_for(spec: ModelSpec) -> dict[str, str]:
-    """config.pbtxt of every model of the spec's ensemble, keyed by model name."""
-    if spec.task == "ner":
-        return ner_configs(spec)
-    if spec.task in ("reranker", "classifier"):
-        return logits_configs(spec)
-    return embedding_configs(spec)
+def _declare(tensors: list[Tensor], into, is_input: bool) -> None:
+    for tensor in tensors:
+        entry = into.add(name=tensor.name, data_type=pb.DataType.Value(T.TYPES[tensor.name]), dims=tensor.dims)
+        if is_input:
+            entry.optional, entry.allow_ragged_batch = tensor.optional, tensor.ragged
 
 
-# The postprocess model's source folder under model_repository/, per task.
-POSTPROCESS_SOURCES = {"embedding": "postprocess", "reranker": "scores", "classifier": "scores", "ner": "ner"}
+def _manifest(config: pb.ModelConfig, spec: ModelSpec) -> None:
+    config.parameters[MANIFEST_PARAMETER].string_value = json.dumps(
+        dataclasses.asdict(spec), separators=(",", ":"), sort_keys=True)
+
+
+def python_config(spec: ModelSpec, step: Step) -> pb.ModelConfig:
+    config = pb.ModelConfig(name=model_name(spec, step.role), backend="python", max_batch_size=MAX_BATCH_SIZE)
+    _declare(step.inputs, config.input, is_input=True)
+    _declare(step.outputs, config.output, is_input=False)
+    config.dynamic_batching.SetInParent()
+    config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US[step.role]
+    instances = spec.engine_instances if step.role == "engine" else 1
+    config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances)
+    _manifest(config, spec)
+    return config
+
+
+def ensemble_config(spec: ModelSpec, steps: dict[str, Step], first: str) -> pb.ModelConfig:
+    """`first` (tokenizer or ids) -> engine -> postprocess. Every tensor keeps its name through the
+    ensemble: the ids ensemble takes TOKEN_IDS, so what its first step produces clashes with no input."""
+    chain = [steps[first], steps["engine"], steps["postprocess"]]
+    config = pb.ModelConfig(name=spec.name if first == "tokenizer" else ids_model(spec.name),
+                            platform="ensemble", max_batch_size=MAX_BATCH_SIZE)
+    for step in chain:
+        entry = config.ensemble_scheduling.step.add(model_name=model_name(spec, step.role), model_version=-1)
+        for tensor in step.inputs:
+            entry.input_map[tensor.name] = tensor.name
+        for tensor in step.outputs:
+            entry.output_map[tensor.name] = tensor.name
+    options = [t for t in chain[2].inputs if t.name in spec.task_row.options]
+    _declare([replace(t, ragged=False) for t in [*chain[0].inputs, *options]], config.input, is_input=True)
+    _declare([Tensor(name, _output_dims(name, spec)) for name in spec.task_row.outputs], config.output, False)
+    if first == "tokenizer":
+        _manifest(config, spec)
+    return config
+
+
+def configs_for(spec: ModelSpec) -> dict[str, pb.ModelConfig]:
+    """The config of every model of the spec's ensembles, keyed by model name."""
+    steps = steps_for(spec)
+    configs = {model_name(spec, role): python_config(spec, step) for role, step in steps.items()}
+    configs[spec.name] = ensemble_config(spec, steps, "tokenizer")
+    if "ids" in steps:
+        configs[ids_model(spec.name)] = ensemble_config(spec, steps, "ids")
+    return configs
+
+
+def render(config: pb.ModelConfig) -> str:
+    return text_format.MessageToString(config)
 
 
 def onnx_files(onnx_file: Path) -> dict[str, Path]:
@@ -222,33 +153,33 @@ def onnx_files(onnx_file: Path) -> dict[str, Path]:
     return files
 
 
+def model_files(spec: ModelSpec, tokenizer_file: Path, engine_files: dict[str, Path]) -> dict[str, dict[str, Path]]:
+    """What each model's version folder holds, keyed by model name (the ensembles hold nothing)."""
+    files: dict[str, dict[str, Path]] = {}
+    for role, step in steps_for(spec).items():
+        own = {"model.py": MODEL_SOURCES / step.source / "model.py"}
+        if role == "tokenizer" or (role == "postprocess" and spec.task_row.spans):  # NER: token strings
+            own["tokenizer.json"] = tokenizer_file
+        if role == "engine":
+            own.update(engine_files)
+        files[model_name(spec, role)] = own
+    return files
+
+
 def write_repository(spec: ModelSpec, out: Path, onnx_file: Path | None, tokenizer_file: Path,
                      engine_files: dict[str, Path] | None = None) -> list[Path]:
-    """Write the four models under `out`; returns their folders. Replaces an older build of `spec.name`.
-
-    The engine model gets `model.onnx`, or `engine_files` (name -> file or folder) when given: the
-    checkpoint folder of `--engine torch`.
-    """
-    configs = configs_for(spec)
-    postprocess_files = {"model.py": MODEL_SOURCES / POSTPROCESS_SOURCES[spec.task] / "model.py"}
-    if spec.task == "ner":  # token strings for the entities' words
-        postprocess_files["tokenizer.json"] = tokenizer_file
-    files = {
-        f"{spec.name}_tokenizer": {"model.py": MODEL_SOURCES / "tokenizer" / "model.py",
-                                   "tokenizer.json": tokenizer_file},
-        f"{spec.name}_engine": {"model.py": MODEL_SOURCES / "engine" / "model.py",
-                                **(engine_files if engine_files is not None else onnx_files(onnx_file))},
-        f"{spec.name}_postprocess": postprocess_files,
-        spec.name: {},
-    }
+    """Write every model of the spec's ensembles under `out`; returns their folders. Replaces an older
+    build of `spec.name`. The engine model gets `model.onnx`, or `engine_files` (name -> file or folder)
+    when given: the checkpoint folder of `--engine torch`."""
+    files = model_files(spec, tokenizer_file, engine_files if engine_files is not None else onnx_files(onnx_file))
     folders = []
-    for model, config in configs.items():
+    for model, config in configs_for(spec).items():
         folder = out / model
         if folder.exists():
             shutil.rmtree(folder)
         (folder / "1").mkdir(parents=True)
-        (folder / "config.pbtxt").write_text(config)
-        for target, source in files[model].items():
+        (folder / "config.pbtxt").write_text(render(config))
+        for target, source in files.get(model, {}).items():
             if source.is_dir():
                 shutil.copytree(source, folder / "1" / target)
             else:

@@ -385,11 +385,12 @@ def test_parity_texts_are_capped_for_long_context_models():
     """A 32k-context model is checked on a long text, not a 32k-token one in torch on CPU; a short-context
     model's long text still overflows its maximum, so truncation is checked too."""
     from builder.parity import LONG_TEXT_WORDS, default_texts
+    from trident.heads import simple_head
     from trident.spec import ModelSpec
 
     def longest(max_length: int) -> int:
         spec = ModelSpec(name="m", task="embedding", architecture="Qwen3Model", model_type="qwen3",
-                         max_length=max_length, dim=32, pooling="lasttoken")
+                         max_length=max_length, dim=32, head=simple_head("lasttoken"))
         return max(len(text.split()) for text in default_texts(spec))
 
     assert longest(64) > 64 and longest(512) > 512

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +14,8 @@ import pytest
 from builder.build import BuildOptions, build
 from builder.errors import BuildError
 from builder.inspect import inspect_checkpoint
-from builder.repository import pbtxt_string
 from testkit.factories import make_tiny_bert
-from trident.spec import ModelSpec
+from trident.spec import MANIFEST_PARAMETER, ModelSpec
 
 
 def test_minilm_spec(minilm_dir):
@@ -80,25 +80,35 @@ def test_build_writes_a_complete_repository(tmp_path):
     out = tmp_path / "repository"
     result = build(BuildOptions(model=str(make_tiny_bert(tmp_path / "m")), out=out, name="tiny"),
                    progress=lambda _: None)
-    assert sorted(p.name for p in out.iterdir()) == ["tiny", "tiny_engine", "tiny_postprocess", "tiny_tokenizer"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "tiny", "tiny_engine", "tiny_ids", "tiny_ids_input", "tiny_postprocess", "tiny_tokenizer"]
     manifest = ModelSpec.load(out / "tiny" / "manifest.json")
     assert manifest == result.spec and manifest.content_hash and manifest.builder_version
     assert manifest.parity["max_abs_diff"] <= 1e-4
-    for model in ("tiny_tokenizer", "tiny_engine", "tiny_postprocess"):
-        config = (out / model / "config.pbtxt").read_text()
-        assert "dynamic_batching" in config and 'backend: "python"' in config and "max_batch_size" in config
-    assert 'platform: "ensemble"' in (out / "tiny" / "config.pbtxt").read_text()
-    assert (out / "tiny" / "1").is_dir()
+    for model in ("tiny_tokenizer", "tiny_ids_input", "tiny_engine", "tiny_postprocess"):
+        config = read_config(out / model)
+        assert config.backend == "python" and config.max_batch_size and config.HasField("dynamic_batching")
+        assert ModelSpec.from_json(config.parameters[MANIFEST_PARAMETER].string_value) == manifest
+    for ensemble in ("tiny", "tiny_ids"):
+        assert read_config(out / ensemble).platform == "ensemble" and (out / ensemble / "1").is_dir()
+    assert MANIFEST_PARAMETER not in read_config(out / "tiny_ids").parameters  # discovered once, as `tiny`
 
 
-def test_pbtxt_string_round_trips_through_protobuf():
+def read_config(folder: Path):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    text = 'labels {"a": "Zürich \\\\ \\"quoted\\"", "emoji": "🍕"}\n\ttab'
-    config = text_format.Parse(f'name: "x" parameters {{ key: "k" value {{ string_value: {pbtxt_string(text)} }} }}',
-                               model_config_pb2.ModelConfig())
-    assert config.parameters["k"].string_value == text
+    return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def test_manifest_round_trips_through_the_config(tmp_path):
+    from builder.repository import configs_for, render
+
+    spec = ModelSpec(name="m", task="classifier", architecture="X", model_type="bert", max_length=8, dim=2,
+                     id2label={"0": 'Zürich \\ "quoted"', "1": "🍕\n\ttab"})
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.pbtxt").write_text(render(configs_for(spec)["m"]))
+    assert ModelSpec.from_json(read_config(tmp_path / "m").parameters[MANIFEST_PARAMETER].string_value) == spec
 
 
 def test_shape_embeddings_truncates_then_normalizes():
@@ -114,12 +124,11 @@ def test_engine_instances_default_to_two_on_cpu_with_cores_shared(tmp_path):
 
     model = make_tiny_bert(tmp_path / "m")
     build(BuildOptions(model=str(model), out=tmp_path / "out", name="m"), progress=lambda _: None)
-    config = (tmp_path / "out" / "m_engine" / "config.pbtxt").read_text()
-    assert "instance_group [ { kind: KIND_CPU count: 2 } ]" in config
+    assert [group.count for group in read_config(tmp_path / "out" / "m_engine").instance_group] == [2]
     cores = len(os.sched_getaffinity(0))
     assert threads_per_instance(2) == max(1, cores // 2) and threads_per_instance(1) == cores
     build(BuildOptions(model=str(model), out=tmp_path / "out3", name="m", engine_instances=3), progress=lambda _: None)
-    assert "count: 3" in (tmp_path / "out3" / "m_engine" / "config.pbtxt").read_text()
+    assert [group.count for group in read_config(tmp_path / "out3" / "m_engine").instance_group] == [3]
     with pytest.raises(BuildError, match="at least 1"):
         build(BuildOptions(model=str(model), out=tmp_path / "out0", name="m", engine_instances=0),
               progress=lambda _: None)

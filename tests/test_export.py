@@ -35,13 +35,13 @@ def minilm_spec(**overrides: Any) -> ModelSpec:
         "normalize": True,
         "uses_token_type_ids": True,
     }
-    return ModelSpec(**{**fields, **overrides})
+    return ModelSpec.from_dict({**fields, **overrides})  # pooling= becomes the head
 
 
 def tiny_spec(task: str, **overrides: Any) -> ModelSpec:
     fields: dict[str, Any] = {"name": "tiny", "task": task, "architecture": "Bert", "model_type": "bert"}
     fields.update(max_length=128, dim=32, uses_token_type_ids=True)
-    return ModelSpec(**{**fields, **overrides})
+    return ModelSpec.from_dict({**fields, **overrides})  # pooling= becomes the head
 
 
 @pytest.fixture(scope="session")

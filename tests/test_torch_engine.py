@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def spec_of(**fields: object) -> ModelSpec:
     base = {"name": "m", "task": "embedding", "architecture": "AutoModel", "model_type": "bert", "max_length": 64,
             "dim": 32, "pooling": "mean"}
-    return ModelSpec(**{**base, **fields})
+    return ModelSpec.from_dict({**base, **fields})  # pooling= becomes the head
 
 
 # --- packing -------------------------------------------------------------------------------------------------

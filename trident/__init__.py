@@ -1,3 +1,3 @@
 """Trident: embedding, reranking, classification and NER served by NVIDIA Triton."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -76,6 +76,6 @@ class OnnxEngine:
     def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None) -> list[np.ndarray]:
         feeds = padded_feeds(ids, types, self.input_names, self.pad_id, self.spec.padding_side)
         (output,) = self.session.run(None, feeds)
-        if self.spec.task != "ner":
+        if not self.spec.task_row.per_token:
             return list(output)
         return unpad_rows(output, [len(s) for s in ids], self.spec.padding_side)

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trident import heads
+from trident.heads import POOLINGS
 from trident.tasks import Task, task_of
 
-POOLINGS = ("cls", "mean", "lasttoken")
+__all__ = ["MANIFEST_PARAMETER", "POOLINGS", "QUANTIZATIONS", "ModelSpec"]
 # BEI's quantization_type values, plus int8: Trident's CPU quantization (ONNX Runtime dynamic int8).
 QUANTIZATIONS = ("no_quant", "int8", "fp8", "fp8_kv", "fp4", "fp4_kv", "fp4_mlp_only")
 MANIFEST_PARAMETER = "trident_manifest"
@@ -28,8 +30,8 @@ class ModelSpec:
     model_type: str
     max_length: int
     dim: int
-    pooling: str | None = None
-    normalize: bool = False
+    # Embeddings: the sentence-transformers modules after the encoder (trident.heads); empty for other tasks.
+    head: list[dict[str, Any]] = field(default_factory=list)
     padding_side: str = "right"
     pad_token_id: int = 0
     vocab_size: int = 0
@@ -54,8 +56,8 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         task_of(self.task)  # an unknown task fails here
-        if self.pooling is not None and self.pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {self.pooling!r}; expected one of {POOLINGS}")
+        if self.head:
+            heads.check(self.head)
         if not self.default_route:
             self.default_route = self.task_row.default_route
 
@@ -68,6 +70,15 @@ class ModelSpec:
         if self.padding_side == "left":
             names.append("position_ids")
         return names
+
+    @property
+    def pooling(self) -> str | None:
+        return heads.pooling_mode(self.head)
+
+    @property
+    def normalize(self) -> bool:
+        """The model's own default: its head ends with Normalize."""
+        return heads.normalizes(self.head)
 
     @property
     def task_row(self) -> Task:
@@ -89,7 +100,10 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        if "head" not in data and data.get("pooling"):  # a manifest written before heads were module lists
+            fields["head"] = heads.simple_head(data["pooling"], bool(data.get("normalize")))
+        return cls(**fields)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:

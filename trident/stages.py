@@ -1,4 +1,5 @@
-"""The three steps of an ensemble as plain Python over numpy, one request dict in, one out.
+"""The steps of an ensemble as plain Python over numpy, one request dict in, one out: tokenizer (or ids),
+engine, and the embeddings' postprocess (the other tasks' postprocess steps: `trident.task_stages`).
 
 The Triton models in `model_repository/` only move tensors in and out of these; tests call them
 directly. A step gets every request of one dynamic batch at once, so it can work across them.
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from trident import tensors as T
-from trident.errors import StageError, StageErrorKind
+from trident.batching import pad
+from trident.errors import InputTooLongError, StageError, StageErrorKind
 from trident.postprocess import shape_embeddings
 from trident.spec import ModelSpec
 from trident.tokenization import TextTokenizer
@@ -39,7 +41,7 @@ def decode_texts(values: np.ndarray) -> list[str]:
 class TokenizerStage:
     def __init__(self, spec: ModelSpec, files: Path) -> None:
         self.tokenizer = TextTokenizer(files / "tokenizer.json", spec.max_length, spec.pad_token_id)
-        self.with_spans = spec.task == "ner"  # NER maps tokens back to words and characters
+        self.with_spans = spec.task_row.spans  # NER maps tokens back to words and characters
 
     def process(self, requests: list[Request]) -> list[Result]:
         return [self._one(request) for request in requests]
@@ -67,6 +69,42 @@ class TokenizerStage:
         return result
 
 
+class IdsStage:
+    """Token ids from the client -> the engine's inputs: the one place where token-id input is truncated
+    (or refused as too long), so that ids take the same engine and postprocess as text."""
+
+    def __init__(self, spec: ModelSpec, files: Path) -> None:
+        self.spec = spec
+
+    def process(self, requests: list[Request]) -> list[Result]:
+        return [self._one(request) for request in requests]
+
+    def _one(self, request: Request) -> Result:
+        rows = request[T.TOKEN_IDS]
+        n = len(rows)
+        truncate, left = column(request.get(T.TRUNCATE), n, True), column(request.get(T.TRUNCATE_LEFT), n, False)
+        kept = []
+        for i, row in enumerate(rows):
+            ids = row[: sent_length(row)]
+            if len(ids) > self.spec.max_length and not truncate[i]:
+                return InputTooLongError(i, len(ids), self.spec.max_length)
+            kept.append(keep_tokens(ids, self.spec.max_length, left[i]))
+        input_ids, _ = pad(kept, self.spec.pad_token_id, "right")
+        return {T.INPUT_IDS: input_ids, T.TOKEN_TYPE_IDS: np.zeros_like(input_ids),
+                T.NUM_TOKENS: np.array([len(ids) for ids in kept], dtype=np.int32).reshape(-1, 1)}
+
+
+def sent_length(row: np.ndarray) -> int:
+    """A row's length as the client sent it: up to the first padding sentinel."""
+    padding = np.flatnonzero(row == T.PAD_SENTINEL)
+    return int(padding[0]) if len(padding) else len(row)
+
+
+def keep_tokens(ids: np.ndarray, max_length: int, left: bool) -> np.ndarray:
+    """At most `max_length` ids: the last ones when cutting from the left, else the first ones."""
+    return ids[-max_length:] if left else ids[:max_length]
+
+
 class EngineStage:
     """Unpads every sequence of every request, runs them together, hands each request its rows."""
 
@@ -83,7 +121,7 @@ class EngineStage:
             types += [type_ids[row, :length] for row, length in enumerate(lengths)]
             counts.append(len(lengths))
         outputs = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None)
-        name = T.POOLED if self.spec.task == "embedding" else T.LOGITS
+        name = self.spec.task_row.engine_output
         results: list[Result] = []
         start = 0
         for count in counts:

@@ -72,6 +72,6 @@ class TensorRTEngine:
         side = self.spec.padding_side
         feeds = padded_feeds(ids, types, self.input_names, self.spec.pad_token_id, side)
         output = np.asarray(self.infer(feeds), dtype=np.float32)
-        if self.spec.task != "ner":
+        if not self.spec.task_row.per_token:
             return list(output)
         return unpad_rows(output, [len(s) for s in ids], side)

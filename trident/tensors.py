@@ -29,3 +29,12 @@ WORD_IDS = "WORD_IDS"  # TYPE_INT32 [batch, longest]: each token's word index, -
 LOGITS = "LOGITS"  # TYPE_FP32 [batch, labels], or [batch, longest, labels] for NER
 SCORES = "SCORES"  # TYPE_FP32 [batch, labels]: probabilities, or logits with RAW_SCORES
 RESULT = "RESULT"  # TYPE_STRING [batch, 1]: NER entities of one text as a JSON list
+
+# Triton data type of every tensor above: the repository writer declares them from this table.
+TYPES = {
+    TEXT: "TYPE_STRING", TEXT_PAIR: "TYPE_STRING", TRUNCATE: "TYPE_BOOL", TRUNCATE_LEFT: "TYPE_BOOL",
+    NORMALIZE: "TYPE_BOOL", DIMENSIONS: "TYPE_INT32", TOKEN_IDS: "TYPE_INT64",
+    INPUT_IDS: "TYPE_INT64", TOKEN_TYPE_IDS: "TYPE_INT64", NUM_TOKENS: "TYPE_INT32",
+    POOLED: "TYPE_FP32", EMBEDDINGS: "TYPE_FP32", RAW_SCORES: "TYPE_BOOL", AGGREGATION_STRATEGY: "TYPE_STRING",
+    OFFSETS: "TYPE_INT32", WORD_IDS: "TYPE_INT32", LOGITS: "TYPE_FP32", SCORES: "TYPE_FP32", RESULT: "TYPE_STRING",
+}

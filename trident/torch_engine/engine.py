@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from trident import tensors as T
 from trident.batching import unpad_rows
 from trident.spec import ModelSpec
 from trident.torch_engine import attention
 from trident.torch_engine.fp8 import fp8_supported, quantize_linears
+from trident.torch_engine.head import DenseStack
 from trident.torch_engine.packing import pack, pad, padded_position_ids, plan_batches, plan_packed
 from trident.torch_engine.pooling import pool_packed, pool_padded
 
@@ -81,7 +83,7 @@ def sliding_window(config: object) -> int | None:
 
 def choose_attention(spec: ModelSpec, config: object, device: torch.device, requested: str) -> str:
     """"varlen" or "padded". Asking for varlen where it cannot serve the model is an error, not a fallback."""
-    eligible = spec.task == "embedding" and spec.model_type in attention.VARLEN_MODEL_TYPES
+    eligible = spec.task_row.engine_output == T.POOLED and spec.model_type in attention.VARLEN_MODEL_TYPES
     if requested == "varlen" and not eligible:
         raise ValueError(f"varlen attention serves embeddings of {sorted(attention.VARLEN_MODEL_TYPES)}; "
                          f"this is a {spec.model_type} {spec.task} model: use padded attention")
@@ -130,6 +132,7 @@ class TorchEngine:
         config = model.config
         self.position_offset = (config.pad_token_id + 1) if spec.model_type in OFFSET_POSITION_TYPES else 0
         self.fp8_layers: list[str] = []
+        self.dense: nn.Module = nn.Identity()  # the head's Dense modules after pooling (`load` sets them)
         if self.options.cuda_graphs and (device.type != "cuda" or attn != "varlen"):
             raise ValueError("cuda_graphs needs a CUDA device and varlen attention")
 
@@ -145,6 +148,7 @@ class TorchEngine:
         attn = choose_attention(spec, config, device, options.attention)
         model = load_model(model_dir, spec, device, serving_dtype(spec, device), attn)
         engine = cls(model, spec, attn, device=device, options=options)
+        engine.dense = DenseStack(spec.head, Path(model_dir)).to(device).eval()
         if (quantization or spec.quantization) == "fp8":
             engine.quantize_fp8()
         engine.compile()
@@ -227,8 +231,8 @@ class TorchEngine:
             cu_seq_lens_q=batch.cu_seqlens, cu_seq_lens_k=batch.cu_seqlens,
             max_length_q=batch.max_seqlen, max_length_k=batch.max_seqlen, **extra,
         )
-        pooled = pool_packed(out.last_hidden_state[0], batch.cu_seqlens, self.spec.pooling or "mean",
-                             batch.num_sequences)
+        pooled = self.dense(pool_packed(out.last_hidden_state[0], batch.cu_seqlens, self.spec.pooling or "mean",
+                                        batch.num_sequences))
         return list(pooled.cpu().numpy())
 
     def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None) -> list[np.ndarray]:
@@ -242,10 +246,11 @@ class TorchEngine:
             feeds["position_ids"] = padded_position_ids(mask, self.position_offset)
         tensors = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()}
         out = self.model(**tensors)
-        if self.spec.task == "embedding":
-            pooled = pool_padded(out.last_hidden_state, tensors["attention_mask"], self.spec.pooling or "mean")
+        if self.spec.task_row.engine_output == T.POOLED:
+            pooled = self.dense(pool_padded(out.last_hidden_state, tensors["attention_mask"],
+                                            self.spec.pooling or "mean"))
             return list(pooled.cpu().numpy())
         logits = out.logits.float().cpu().numpy()
-        if self.spec.task != "ner":
+        if not self.spec.task_row.per_token:
             return list(logits)
         return unpad_rows(logits, [len(s) for s in ids], side)
