@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trident.postprocess import softmax
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
@@ -79,12 +81,6 @@ class _Scored:
     start: int
     end: int
     logits: np.ndarray  # the raw logits standing for it (see the module docstring)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis, shifted by the maximum so large logits cannot overflow."""
-    shifted = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def aggregate(

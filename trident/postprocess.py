@@ -1,4 +1,5 @@
-"""Turning engine outputs into answers: normalization and Matryoshka truncation of embeddings."""
+"""Turning engine outputs into answers: normalization and Matryoshka truncation of embeddings, and the
+one softmax / sigmoid that scores (trident.task_stages) and NER (trident.ner) use."""
 
 from __future__ import annotations
 
@@ -21,3 +22,15 @@ def shape_embeddings(vectors: np.ndarray, normalize: bool, dimensions: int | Non
     if normalize:
         vectors = l2_normalize(vectors)
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, shifted by the maximum so large logits cannot overflow; keeps the dtype
+    (transformers' pipelines compute it exactly so, which NER's parity relies on)."""
+    shifted = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow for large |x|."""
+    return np.exp(-np.logaddexp(0.0, -logits))

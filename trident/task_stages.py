@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trident import tensors as T
+from trident.postprocess import sigmoid, softmax
 from trident.spec import ModelSpec
 from trident.stages import Request, Result, column, decode_texts, invalid_input
 
@@ -23,10 +24,7 @@ def scores_from_logits(logits: np.ndarray, raw: bool) -> np.ndarray:
     values = np.asarray(logits, dtype=np.float64)
     if raw:
         return values.astype(np.float32)
-    if values.shape[-1] == 1:
-        return np.exp(-np.logaddexp(0.0, -values)).astype(np.float32)  # sigmoid without overflow
-    shifted = np.exp(values - values.max(axis=-1, keepdims=True))
-    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return (sigmoid(values) if values.shape[-1] == 1 else softmax(values)).astype(np.float32)
 
 
 class ScoresStage:
