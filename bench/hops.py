@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,42 +23,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import short_texts  # noqa: E402
+from cli import procfs  # noqa: E402
 from testkit.loadgen import run_load  # noqa: E402
 from testkit.stack import Stack  # noqa: E402
 
 STAGES = ("_tokenizer", "_engine", "_postprocess")
 
 
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def descendants(root: int) -> list[int]:
-    """root and every process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
 def label(pid: int) -> str:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
+    command = " ".join(procfs.cmdline(pid))
+    if not command:
         return "gone"
     if "triton_python_backend_stub" in command:
         return "stub" + next((stage for stage in STAGES if stage in command), " (other)") + f" [{pid}]"
@@ -107,14 +80,14 @@ def main() -> int:
     texts = short_texts(2048)
     stack = Stack(["--repository", str(repository)], ROOT / "bench" / "results" / "hops-serve.log").start()
     try:
-        pids = descendants(stack.process.pid)
-        cpu_before, stats_before = {pid: cpu_seconds(pid) for pid in pids}, triton_stats(stack)
+        pids = procfs.descendants(stack.process.pid)
+        cpu_before, stats_before = {pid: procfs.cpu_seconds(pid) for pid in pids}, triton_stats(stack)
         own_before, started = time.process_time(), time.perf_counter()
         result = asyncio.run(run_load(f"{stack.base_url}/v1/embeddings",
                                       lambda i: {"input": texts[i % len(texts)], "model": DEFAULT_MODEL_NAME},
                                       1, 0, args.concurrency, args.seconds, warmup_requests=8))
         elapsed = time.perf_counter() - started
-        spent = {label(pid): cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+        spent = {label(pid): procfs.cpu_seconds(pid) - cpu_before[pid] for pid in pids}
         spent["load generator (this process)"] = time.process_time() - own_before
         print(f"~5-token requests, concurrency {args.concurrency}: {result.requests_per_s:.0f} requests/s, "
               f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, {result.errors} errors")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
+from cli import procfs
 from cli.triton_server import TritonServer, clean_shared_memory
 
 log = logging.getLogger("trident.serve")
@@ -48,7 +49,7 @@ class Supervisor:
         while not self.stopping.wait(0.2):
             if not self.server.alive():
                 log.warning("tritonserver exited (code %s); restarting", self.server.process.returncode)
-            elif any(not process_alive(pid) for pid in self._stubs):
+            elif any(not procfs.alive(pid) for pid in self._stubs):
                 log.warning("a Python backend stub of tritonserver died; restarting tritonserver")
                 # Its state is broken: no graceful unload (which answers "unknown model" meanwhile).
                 with contextlib.suppress(ProcessLookupError):
@@ -85,24 +86,10 @@ def make_server(repositories: list[Path], http_port: int, grpc_port: int, metric
                         grpc_port=grpc_port, metrics_port=metrics_port)
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()  # fields after the command name: state, ppid, ...
-
-
-def process_alive(pid: int) -> bool:
-    """Running and not a zombie (a dead stub stays a zombie until Triton exits)."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
 def stub_pids(parent: int) -> list[int]:
-    """The Python backend stubs tritonserver started (its children), one per model instance."""
-    pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
-    return [pid for pid in pids if (stat := _proc_stat(pid)) is not None and stat[1] == str(parent)]
+    """The Python backend stubs tritonserver started (its children), one per model instance.
+    A dead stub stays a zombie until Triton exits: `procfs.alive` tells."""
+    return procfs.children(parent)
 
 
 class DrainingServer(uvicorn.Server):

@@ -13,11 +13,11 @@ import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import numpy as np
 
+from cli import procfs
 from testkit.stack import SHM, Stack
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -33,40 +33,18 @@ def distinct_texts(n: int, seed: int = 7) -> list[str]:
 # --- processes ------------------------------------------------------------------------------------
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2:].split()[1] == str(pid):
-            found.append(int(entry.name))
-    return found
-
-
-def command_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 def triton_pid(stack: Stack) -> int:
-    pids = [pid for pid in children(stack.process.pid) if command_name(pid) == "tritonserver"]
+    pids = [pid for pid in procfs.children(stack.process.pid) if procfs.command_name(pid) == "tritonserver"]
     assert pids, "no tritonserver under trident serve"
     return pids[0]
 
 
 def stub_pids(triton: int) -> list[int]:
-    return [pid for pid in children(triton) if command_name(pid).startswith("triton_python")]
+    return [pid for pid in procfs.children(triton) if procfs.command_name(pid).startswith("triton_python")]
 
 
 def shm_prefix(triton: int) -> str:
-    argv = Path(f"/proc/{triton}/cmdline").read_bytes().decode().split("\0")
-    flag = next(arg for arg in argv if "shm-region-prefix-name=" in arg)
+    flag = next(arg for arg in procfs.cmdline(triton) if "shm-region-prefix-name=" in arg)
     return flag.split("shm-region-prefix-name=")[1]
 
 
@@ -74,22 +52,12 @@ def shm_regions_with(prefix: str) -> list[str]:
     return [p.name for p in SHM.glob(prefix + "*")]
 
 
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def stack_rss(stack: Stack) -> int:
     """Resident memory of the gateway, tritonserver and its stubs together."""
     pids = [stack.process.pid]
-    for triton in (p for p in children(stack.process.pid) if command_name(p) == "tritonserver"):
-        pids += [triton, *children(triton)]
-    return sum(rss_bytes(pid) for pid in pids)
+    for triton in (p for p in procfs.children(stack.process.pid) if procfs.command_name(p) == "tritonserver"):
+        pids += [triton, *procfs.children(triton)]
+    return sum(procfs.rss_bytes(pid) for pid in pids)
 
 
 def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:

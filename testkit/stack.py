@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from cli import procfs
+
 SHM = Path("/dev/shm")
 SHM_PREFIX = "triton_python_backend_shm_region_"
 
@@ -100,17 +102,10 @@ class Stack:
 
     def _triton_shm_prefixes(self) -> tuple[str, ...]:
         """The shared-memory prefixes of the tritonservers this stack's process started."""
-        prefixes = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-                if self.process is None or text[text.rindex(")") + 2:].split()[1] != str(self.process.pid):
-                    continue
-                argv = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            prefixes += [arg.split("shm-region-prefix-name=")[1] for arg in argv if "shm-region-prefix-name=" in arg]
-        return tuple(prefixes)
+        if self.process is None:
+            return ()
+        return tuple(arg.split("shm-region-prefix-name=")[1] for pid in procfs.children(self.process.pid)
+                     for arg in procfs.cmdline(pid) if "shm-region-prefix-name=" in arg)
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

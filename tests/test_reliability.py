@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
+from cli import procfs
 from testkit.reliability import (
     distinct_texts,
     embed_alone,
@@ -195,7 +196,7 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_then_stops_triton(em
         assert held["r"].status_code == 200, held["r"].text
         np.testing.assert_allclose(held["r"].json()["data"][0]["embedding"], expected, atol=1e-6)
         assert stack.process.wait(60) == 0
-        wait_for(lambda: command_gone(triton), 30)
+        wait_for(lambda: not procfs.alive(triton), 30)
         assert not shm_regions_with(prefix)
     finally:
         stack.stop()
@@ -210,10 +211,3 @@ def wait_for_status(stack: Stack, status: int, timeout: float = 30) -> httpx.Res
             return response
         time.sleep(0.05)
 
-
-def command_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] in "ZX"
-    except OSError:
-        return True

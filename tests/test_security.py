@@ -22,11 +22,12 @@ import tomllib
 
 from builder.errors import BuildError
 from builder.inspect import inspect_checkpoint
+from cli import procfs
+from cli.procfs import listening_addresses
 from gateway import auth
 from testkit.factories import make_tiny_bert
 
 ROOT = Path(__file__).resolve().parent.parent
-LISTEN = "0A"
 
 
 def test_api_keys_are_compared_in_constant_time():
@@ -57,21 +58,7 @@ def test_no_request_makes_the_gateway_open_a_file_by_name(stack, tmp_path):
         body = {"inputs": "x", "model": model} if path == "/tokenize" else {"ids": [1], "model": model}
         response = httpx.post(f"{stack.base_url}{path}", json=body, timeout=30)
         assert response.status_code in (404, 422), response.text
-    gateway_files = {str(p.resolve()) for p in Path(f"/proc/{stack.process.pid}/fd").iterdir()
-                     if p.is_symlink() and p.exists()}
-    assert not any(str(tmp_path) in f for f in gateway_files)
-
-
-def listening_addresses(port: int) -> set[str]:
-    """Local addresses of the LISTEN sockets on `port`, from /proc/net/tcp{,6}."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(":")
-            if state == LISTEN and int(hex_port, 16) == port:
-                found.add(address)
-    return found
+    assert not any(str(tmp_path) in f for f in procfs.open_files(stack.process.pid))
 
 
 def test_everything_binds_loopback_by_default(stack):

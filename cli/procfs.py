@@ -1,0 +1,110 @@
+"""What Linux /proc says about processes and sockets: the few facts the supervisor, tests, soak and bench read.
+
+Every function answers for a process that is gone (or never was) without raising: None, False, 0 or empty.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]; None if gone."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (a dead child stays a zombie until its parent reaps it)."""
+    fields = stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def pids() -> list[int]:
+    return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
+
+
+def children(parent: int) -> list[int]:
+    """The processes whose parent is `parent`."""
+    return [pid for pid in pids() if (fields := stat(pid)) is not None and fields[1] == str(parent)]
+
+
+def descendants(root: int) -> list[int]:
+    """root and every process below it."""
+    below: dict[int, list[int]] = {}
+    for pid in pids():
+        if (fields := stat(pid)) is not None:
+            below.setdefault(int(fields[1]), []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += below.get(pid, [])
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far (utime + stime); 0.0 if gone."""
+    fields = stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory (VmRSS); 0 if gone."""
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cmdline(pid: int) -> list[str]:
+    """argv; empty if gone (or a kernel thread)."""
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")[:-1] if raw else []
+
+
+def command_name(pid: int) -> str:
+    """/proc/PID/comm (at most 15 characters); empty if gone."""
+    try:
+        return (PROC / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def open_files(pid: int) -> set[str]:
+    """Resolved paths of the files the process has open (its fd symlinks that point at something)."""
+    try:
+        return {str(fd.resolve()) for fd in (PROC / str(pid) / "fd").iterdir() if fd.is_symlink() and fd.exists()}
+    except OSError:
+        return set()
+
+
+TCP_LISTEN = "0A"
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (/proc/net/tcp's hex) of the LISTEN sockets on `port`, IPv4 and IPv6."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            columns = line.split()
+            address, hex_port = columns[1].split(":")
+            if columns[3] == TCP_LISTEN and int(hex_port, 16) == port:
+                found.add(address)
+    return found
