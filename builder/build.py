@@ -179,7 +179,7 @@ def summary(result: BuildResult) -> str:
         detail = (f": {', '.join(int8['int8_groups'])} MatMuls, min cosine {int8['min_cosine']:.5f} to float32"
                   if int8 else "")
         lines.append(f"  quantized   {spec.quantization}{detail}")
-    if spec.task == "embedding":
+    if spec.task_row.pools:
         modules = " -> ".join(module["type"] for module in spec.head)
         lines.append(f"  embedding   dim {spec.dim}, head {modules} (pooling {spec.pooling})")
     else:

@@ -19,16 +19,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+import transformers
 from torch import Tensor, nn
-from transformers import (
-    AutoModel,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    PreTrainedModel,
-)
+from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from trident import tensors as T
 from trident.batching import position_ids_from_mask
 from trident.spec import ModelSpec
 from trident.torch_engine.head import DenseStack
@@ -45,12 +40,6 @@ _EXAMPLE_SEQ = 16
 # Protobuf refuses files over 2 GiB; above this the weights go to one `<name>.data` file beside the graph.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 
-_MODEL_CLASSES = {
-    "embedding": AutoModel,
-    "reranker": AutoModelForSequenceClassification,
-    "classifier": AutoModelForSequenceClassification,
-    "ner": AutoModelForTokenClassification,
-}
 
 Progress = Callable[[str], None]
 
@@ -72,7 +61,7 @@ def load_model(
     model_dir: Path, spec: ModelSpec, attn_implementation: str = "sdpa", trust_remote_code: bool = False
 ) -> PreTrainedModel:
     """Load the checkpoint in float32 eval mode; code shipped in model_dir runs only if trust_remote_code."""
-    model = _MODEL_CLASSES[spec.task].from_pretrained(
+    model = getattr(transformers, spec.task_row.auto_class).from_pretrained(
         model_dir,
         local_files_only=True,  # remote code, when trusted, comes from model_dir itself, never the hub
         trust_remote_code=trust_remote_code,
@@ -88,7 +77,7 @@ class ServingGraph(nn.Module):
     def __init__(self, model: PreTrainedModel, spec: ModelSpec, model_dir: Path) -> None:
         super().__init__()
         self.model = model
-        self.pooled = spec.task_row.engine_output == T.POOLED
+        self.pooled = spec.task_row.pools
         self.pooling = spec.pooling
         self.dense = DenseStack(spec.head, model_dir) if self.pooled else None
 
@@ -213,7 +202,7 @@ def export_onnx(
     EXPORT_CHECK_TOLERANCE on unseen shapes; raises ExportError if none does.
     """
     say = progress or (lambda _msg: None)
-    if spec.task_row.engine_output == T.POOLED and spec.pooling is None:
+    if spec.task_row.pools and spec.pooling is None:
         raise ValueError("embedding export needs a head that starts with Pooling")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []

@@ -14,7 +14,7 @@ from typing import Any
 from builder.errors import BuildError
 from trident import heads
 from trident.spec import ModelSpec
-from trident.tasks import TASK_NAMES
+from trident.tasks import TASK_NAMES, task_of
 
 CAUSAL_TYPES = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3_text", "phi3"}
 # RoBERTa-style position ids start after the padding index, so two positions are never usable.
@@ -62,7 +62,8 @@ def inspect_checkpoint(
         raise BuildError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
     modules = _sentence_transformers_modules(model_dir)
     causal = model_type in CAUSAL_TYPES
-    head = embedding_head(model_dir, modules, causal, pooling) if task == "embedding" else []
+    row = task_of(task)
+    head = embedding_head(model_dir, modules, causal, pooling) if row.pools else []
     tokenizer_info = _tokenizer_info(model_dir)
     spec = ModelSpec(
         name=name,
@@ -76,7 +77,7 @@ def inspect_checkpoint(
         uses_token_type_ids=tokenizer_info["uses_token_type_ids"],
         pad_token_id=_pad_token_id(config, task, causal, tokenizer_info),
         vocab_size=int(config.get("vocab_size") or 0),  # ids past the embedding table are refused
-        id2label=_id2label(config) if task != "embedding" else {},
+        id2label={} if row.pools else _id2label(config),
         **_prompts(model_dir),
     )
     return spec
@@ -129,7 +130,7 @@ def _id2label(config: dict[str, Any]) -> dict[str, str]:
 
 
 def _output_dim(config: dict[str, Any], task: str) -> int:
-    if task == "embedding":
+    if task_of(task).pools:
         return int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or config.get("n_embd"))
     return _num_labels(config)
 
@@ -221,7 +222,7 @@ def _tokenizer_info(model_dir: Path) -> dict[str, Any]:
 def _pad_token_id(config: dict[str, Any], task: str, causal: bool, tokenizer_info: dict[str, Any]) -> int:
     """The id the engine pads with. A causal *ForSequenceClassification head scores the last token that is
     not config.pad_token_id, so its padding must be exactly that id, whatever the tokenizer's is."""
-    if not causal or task not in ("reranker", "classifier"):
+    if not causal or not task_of(task).scores_sequences:
         return tokenizer_info["pad_token_id"]
     if config.get("pad_token_id") is None:
         raise BuildError(

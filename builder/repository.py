@@ -64,7 +64,7 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     spans = [Tensor(T.OFFSETS, (-1, 2), ragged=True), Tensor(T.WORD_IDS, (-1,), ragged=True)] if task.spans else []
     truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT))
     text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation]
-    width = spec.dim if task.engine_output == T.POOLED else spec.num_labels
+    width = spec.dim if task.pools else spec.num_labels
     engine_output = Tensor(task.engine_output, (-1, width) if task.per_token else (width,), ragged=task.per_token)
     context = [Tensor(T.TEXT), tokens[0], *spans, tokens[2]] if task.spans else []  # NER cuts words from TEXT
     steps = {

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from trident import tensors as T
 from trident.spec import ModelSpec
 
 MAX_ROWS = 4096  # rows of one plan batch; trident.tensorrt_engine splits wider batches
@@ -104,7 +103,7 @@ def plan_config(spec: ModelSpec, profiles: list[Profile]) -> str:
     picks one whose ranges hold the request's shapes."""
     inputs = ",\n".join(f'  {{ name: "{name}" data_type: TYPE_INT64 dims: [ -1, -1 ] }}'
                         for name in plan_input_names(spec))
-    if spec.task_row.engine_output == T.POOLED:
+    if spec.task_row.pools:
         output = f'  {{ name: "embeddings" data_type: TYPE_FP32 dims: [ -1, {spec.dim} ] }}'
     elif spec.task_row.per_token:
         output = f'  {{ name: "logits" data_type: TYPE_FP32 dims: [ -1, -1, {spec.num_labels} ] }}'

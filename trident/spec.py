@@ -85,7 +85,7 @@ class ModelSpec:
         return task_of(self.task)
 
     def engine_output_name(self) -> str:
-        return "embeddings" if self.task == "embedding" else "logits"
+        return "embeddings" if self.task_row.pools else "logits"
 
     @property
     def num_labels(self) -> int:

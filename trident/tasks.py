@@ -15,6 +15,7 @@ from trident import tensors as T
 @dataclass(frozen=True)
 class Task:
     name: str
+    auto_class: str  # the transformers Auto class whose outputs the engine reproduces
     engine_output: str  # what the engine model returns: T.POOLED (pooled vectors) or T.LOGITS
     postprocess: str  # the stage's source folder under model_repository/ (its model.py names the class)
     options: tuple[str, ...]  # per-request option tensors the postprocess reads (all optional)
@@ -29,16 +30,30 @@ class Task:
     def default_route(self) -> str:
         return self.routes[0]
 
+    @property
+    def pools(self) -> bool:
+        """One vector per input (embeddings), from the head after the encoder."""
+        return self.engine_output == T.POOLED
+
+    @property
+    def scores_sequences(self) -> bool:
+        """One row of logits per input: a *ForSequenceClassification head."""
+        return self.engine_output == T.LOGITS and not self.per_token
+
 
 TASKS: dict[str, Task] = {task.name: task for task in (
-    Task("embedding", T.POOLED, "postprocess", (T.NORMALIZE, T.DIMENSIONS), (T.EMBEDDINGS, T.NUM_TOKENS),
-         ("/v1/embeddings", "/embed"), token_ids=True),
-    Task("reranker", T.LOGITS, "scores", (T.RAW_SCORES,), (T.SCORES, T.NUM_TOKENS),
-         ("/rerank", "/v1/rerank", "/predict"), pairs=True),
-    Task("classifier", T.LOGITS, "scores", (T.RAW_SCORES,), (T.SCORES, T.NUM_TOKENS),
-         ("/predict",), pairs=True),
-    Task("ner", T.LOGITS, "ner", (T.AGGREGATION_STRATEGY, T.RAW_SCORES), (T.RESULT, T.NUM_TOKENS),
-         ("/predict_tokens",), spans=True, per_token=True),
+    Task("embedding", auto_class="AutoModel", engine_output=T.POOLED, postprocess="postprocess",
+         options=(T.NORMALIZE, T.DIMENSIONS), outputs=(T.EMBEDDINGS, T.NUM_TOKENS),
+         routes=("/v1/embeddings", "/embed"), token_ids=True),
+    Task("reranker", auto_class="AutoModelForSequenceClassification", engine_output=T.LOGITS, postprocess="scores",
+         options=(T.RAW_SCORES,), outputs=(T.SCORES, T.NUM_TOKENS),
+         routes=("/rerank", "/v1/rerank", "/predict"), pairs=True),
+    Task("classifier", auto_class="AutoModelForSequenceClassification", engine_output=T.LOGITS, postprocess="scores",
+         options=(T.RAW_SCORES,), outputs=(T.SCORES, T.NUM_TOKENS),
+         routes=("/predict",), pairs=True),
+    Task("ner", auto_class="AutoModelForTokenClassification", engine_output=T.LOGITS, postprocess="ner",
+         options=(T.AGGREGATION_STRATEGY, T.RAW_SCORES), outputs=(T.RESULT, T.NUM_TOKENS),
+         routes=("/predict_tokens",), spans=True, per_token=True),
 )}
 TASK_NAMES = tuple(TASKS)
 INFERENCE_ROUTES = tuple(dict.fromkeys(route for task in TASKS.values() for route in task.routes))

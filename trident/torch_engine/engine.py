@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trident import tensors as T
 from trident.batching import unpad_rows
 from trident.spec import ModelSpec
+from trident.tasks import task_of
 from trident.torch_engine import attention
 from trident.torch_engine.fp8 import fp8_supported, quantize_linears
 from trident.torch_engine.head import DenseStack
@@ -69,10 +69,9 @@ def serving_dtype(spec: ModelSpec, device: torch.device) -> torch.dtype:
 
 
 def model_class(task: str) -> type:
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
+    import transformers
 
-    return {"embedding": AutoModel, "reranker": AutoModelForSequenceClassification,
-            "classifier": AutoModelForSequenceClassification, "ner": AutoModelForTokenClassification}[task]
+    return getattr(transformers, task_of(task).auto_class)
 
 
 def sliding_window(config: object) -> int | None:
@@ -83,7 +82,7 @@ def sliding_window(config: object) -> int | None:
 
 def choose_attention(spec: ModelSpec, config: object, device: torch.device, requested: str) -> str:
     """"varlen" or "padded". Asking for varlen where it cannot serve the model is an error, not a fallback."""
-    eligible = spec.task_row.engine_output == T.POOLED and spec.model_type in attention.VARLEN_MODEL_TYPES
+    eligible = spec.task_row.pools and spec.model_type in attention.VARLEN_MODEL_TYPES
     if requested == "varlen" and not eligible:
         raise ValueError(f"varlen attention serves embeddings of {sorted(attention.VARLEN_MODEL_TYPES)}; "
                          f"this is a {spec.model_type} {spec.task} model: use padded attention")
@@ -246,7 +245,7 @@ class TorchEngine:
             feeds["position_ids"] = padded_position_ids(mask, self.position_offset)
         tensors = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()}
         out = self.model(**tensors)
-        if self.spec.task_row.engine_output == T.POOLED:
+        if self.spec.task_row.pools:
             pooled = self.dense(pool_padded(out.last_hidden_state, tensors["attention_mask"],
                                             self.spec.pooling or "mean"))
             return list(pooled.cpu().numpy())
