@@ -24,6 +24,7 @@ class GatewayServer:
     port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
+    client: httpx.Client | None = None  # keep-alive connections to it, for `post` and `get`
 
     @property
     def base_url(self) -> str:
@@ -36,6 +37,7 @@ class GatewayServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"gateway-{self.port}", daemon=True)
         self.thread.start()
+        self.client = httpx.Client(base_url=self.base_url, timeout=30)
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
@@ -56,6 +58,8 @@ class GatewayServer:
         if self.server is not None and self.thread is not None:
             self.server.should_exit = True
             self.thread.join(10)
+        if self.client is not None:
+            self.client.close()
 
     def __enter__(self) -> GatewayServer:
         return self.start()
@@ -65,15 +69,13 @@ class GatewayServer:
 
     def post(self, path: str, body: object = None, content: bytes | None = None, **kwargs) -> httpx.Response:
         """POST JSON (`body`), or raw bytes (`content`) labelled application/json."""
-        kwargs.setdefault("timeout", 30)
         if content is not None:
             headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
-            return httpx.post(f"{self.base_url}{path}", content=content, headers=headers, **kwargs)
-        return httpx.post(f"{self.base_url}{path}", json=body, **kwargs)
+            return self.client.post(path, content=content, headers=headers, **kwargs)
+        return self.client.post(path, json=body, **kwargs)
 
     def get(self, path: str, **kwargs) -> httpx.Response:
-        kwargs.setdefault("timeout", 30)
-        return httpx.get(f"{self.base_url}{path}", **kwargs)
+        return self.client.get(path, **kwargs)
 
 
 def error_message(response: httpx.Response) -> str:

@@ -8,6 +8,7 @@ and written by the real repository writer without an engine file: nothing is exp
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,26 +32,38 @@ MODELS = {
     "tiny-classifier": {"head": "seq-cls", "num_labels": 3, "seed": 3},
     "tiny-ner": {"head": "token-cls", "seed": 4},
 }
+# tiny-bert-cls's manifest claims a vocabulary of 100,000 ids while its engine's table has the checkpoint's
+# ~500 rows: text is unaffected (the tokenizer only makes real ids), but ids past the table pass the
+# gateway's vocabulary check and fail inside the engine, a real engine failure (the 424 path).
+CLAIMED_VOCABULARY = {"tiny-bert-cls": 100_000}
 
 
 @pytest.fixture(scope="session")
-def unit_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def unit_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """name -> a tiny random checkpoint (its tokenizer is the reference for /tokenize and /decode)."""
+    root = tmp_path_factory.mktemp("unit-checkpoints")
+    return {name: make_tiny_bert(root / name, **options) for name, options in MODELS.items()}
+
+
+@pytest.fixture(scope="session")
+def unit_repository(unit_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Triton repository of every MODELS entry, as the builder writes it, minus the engine file."""
     root = tmp_path_factory.mktemp("unit-models")
     repository = root / "repository"
-    for name, options in MODELS.items():
-        checkpoint = make_tiny_bert(root / name, **options)
+    for name, checkpoint in unit_checkpoints.items():
         spec = inspect_checkpoint(checkpoint, name)
         spec.content_hash = f"{name}-hash"
+        spec.vocab_size = CLAIMED_VOCABULARY.get(name, spec.vocab_size)
         save_tokenizer(checkpoint, root / f"{name}.tokenizer.json")
         write_repository(spec, repository, None, root / f"{name}.tokenizer.json", engine_files={})
     return repository
 
 
 @pytest.fixture(scope="session")
-def fake_triton_server(unit_repository: Path) -> Iterator[FakeTriton]:
-    # tiny-bert-cls's fake engine has a 300-row table (the manifest says 503): ids 300..502 pass the
-    # gateway's vocabulary check and fail inside the engine, the 424 path.
-    with FakeTriton([unit_repository], engine_rows={"tiny-bert-cls": 300}) as fake:
+def fake_triton_server(unit_checkpoints: dict[str, Path], unit_repository: Path) -> Iterator[FakeTriton]:
+    real_rows = {name: json.loads((unit_checkpoints[name] / "config.json").read_text())["vocab_size"]
+                 for name in CLAIMED_VOCABULARY}
+    with FakeTriton([unit_repository], engine_rows=real_rows) as fake:
         yield fake
 
 
@@ -64,8 +77,9 @@ def fake(fake_triton_server: FakeTriton) -> Iterator[FakeTriton]:
 
 
 def settings_for(fake: FakeTriton, repository: Path, **overrides) -> GatewaySettings:
-    return GatewaySettings(triton_urls=[fake.url], repositories=[repository], default_model=DEFAULT_MODEL,
-                           **overrides)
+    """`trident serve --triton-url FAKE --repository REPO --default-model tiny-bert-mean`, plus `overrides`."""
+    return GatewaySettings(**{"triton_urls": [fake.url], "repositories": [repository],
+                              "default_model": DEFAULT_MODEL, **overrides})
 
 
 @pytest.fixture(scope="session")
@@ -93,16 +107,17 @@ def make_gateway(fake: FakeTriton, unit_repository: Path) -> Iterator[Callable[.
 
 @pytest.fixture
 def gateway_log() -> Iterator[io.StringIO]:
-    """What the gateway logs during the test, one JSON object per line (the `trident serve` format)."""
+    """Everything logged during the test, one JSON object per line: `trident serve`'s root handler, with
+    Trident's loggers at INFO (gateway.logs.configure_logging)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("trident")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    root, trident = logging.getLogger(), logging.getLogger("trident")
+    level = trident.level
+    root.addHandler(handler)
+    trident.setLevel(logging.INFO)
     try:
         yield stream
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        root.removeHandler(handler)
+        trident.setLevel(level)

@@ -74,7 +74,7 @@ def test_a_stage_refusal_arrives_as_triton_sends_it(client):
 
 def test_an_engine_failure_is_internal_and_tagged(client):
     ids = grpcclient.InferInput("INPUT_IDS", [1, 3], "INT64")
-    ids.set_data_from_numpy(np.array([[2, 400, 3]], dtype=np.int64))  # past tiny-bert-cls's 300-row fake table
+    ids.set_data_from_numpy(np.array([[2, 5000, 3]], dtype=np.int64))  # past tiny-bert-cls's real table
     types = grpcclient.InferInput("TOKEN_TYPE_IDS", [1, 3], "INT64")
     types.set_data_from_numpy(np.zeros((1, 3), dtype=np.int64))
     lengths = grpcclient.InferInput("NUM_TOKENS", [1, 1], "INT32")
