@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install serve test fuzz soak lint bench loadtest peers clean
+.PHONY: install serve test test-fast fuzz soak lint bench loadtest peers clean
 
 install: $(STAMP)
 
@@ -21,7 +21,11 @@ serve: $(STAMP)
 	$(BIN)/trident serve --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests
+
+# The fast tier: tests/unit, no tritonserver and no model build (the gateway against testkit/fake_triton.py).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 # Benchmarks (not part of `make test`): Trident vs sentence-transformers and infinity-emb, one run.
 BENCH_STAMP := $(VENV)/.bench-stamp
@@ -48,7 +52,7 @@ loadtest: $(BENCH_STAMP)
 
 # The schema-driven fuzz run of `make test`, with many more examples per route (a few minutes).
 fuzz: $(STAMP)
-	TRIDENT_FUZZ_EXAMPLES=$${TRIDENT_FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest -q tests/test_fuzz.py
+	TRIDENT_FUZZ_EXAMPLES=$${TRIDENT_FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest -q tests/unit/test_fuzz.py
 
 # Issue 7's longer bounded run (a few minutes): 2-minute overload with RSS, SIGKILL cycles, stub crash,
 # SIGTERM drain; prints requests sent, errors by kind, wrong answers, peak RSS and recovery times as JSON.
