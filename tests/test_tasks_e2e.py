@@ -10,6 +10,7 @@ The largest difference of each comparison is printed (run with -s to see it).
 
 The BERT reranker is built through `trident build --config` from a REMOTE_URL archive served by a local
 HTTP server, with `webserver_default_route: /predict`, so the YAML path is exercised end to end.
+(Wrong routes and bad bodies, which need no engine: tests/unit/test_task_routes.py.)
 """
 
 from __future__ import annotations
@@ -327,51 +328,6 @@ def test_manifest_records_task_labels_and_route(task_stack):
     info = httpx.get(f"{task_stack.base_url}/info", params={"model": "xlmr-ner"}).json()
     assert (info["task"], info["default_route"]) == ("ner", "/predict_tokens")
     assert info["labels"][:3] == ["O", "B-PER", "I-PER"]
-
-
-@pytest.mark.parametrize(
-    ("path", "body", "served"),
-    [
-        ("/predict_tokens", {"inputs": [["x"]], "model": "bert-reranker"}, "/rerank, /v1/rerank, /predict"),
-        ("/rerank", {"query": "q", "texts": ["d"], "model": "bert-classifier"}, "/predict"),
-        ("/predict", {"inputs": "x", "model": "xlmr-ner"}, "/predict_tokens"),
-        ("/v1/embeddings", {"input": "x", "model": "bert-ner"}, "/predict_tokens"),
-        ("/embed", {"inputs": "x", "model": "xlmr-classifier"}, "/predict"),
-        ("/v1/rerank", {"query": "q", "documents": ["d"], "model": "tiny-bert-mean"}, "/v1/embeddings, /embed"),
-    ],
-)
-def test_wrong_route_is_400_naming_the_routes(task_stack, path, body, served):
-    response = post(task_stack, path, body)
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    message = error["message"] if isinstance(error, dict) else error
-    assert f"it serves {served}" in message and path in message
-
-
-@pytest.mark.parametrize(
-    ("path", "body", "status", "fragment"),
-    [
-        ("/predict", {"inputs": ["a", "b", "c"], "model": "bert-classifier"}, 422, "pair"),
-        ("/predict", {"inputs": [["a"], "b"], "model": "bert-classifier"}, 422, "do not mix"),
-        ("/predict", {"inputs": [], "model": "bert-classifier"}, 400, "inputs"),
-        ("/predict", {"inputs": [["ok"], [""]], "model": "bert-classifier"}, 400, "item 1"),
-        ("/predict", {"inputs": "word " * 700, "model": "bert-classifier", "truncate": False}, 422,
-         "input 0 has 702 tokens"),
-        ("/predict_tokens", {"inputs": [["x"]], "model": "bert-ner", "aggregation_strategy": "loudest"}, 422,
-         "aggregation_strategy"),
-        ("/predict_tokens", {"inputs": [[1, 2]], "model": "bert-ner"}, 422, "inputs"),
-        ("/rerank", {"query": "q", "texts": [], "model": "xlmr-reranker"}, 400, "texts"),
-        ("/rerank", {"query": "q", "texts": ["ok", "word " * 100], "model": "xlmr-reranker", "truncate": False},
-         422, "input 1 has"),
-        ("/v1/rerank", {"query": "q", "documents": ["d"], "top_n": 0, "model": "xlmr-reranker"}, 422, "top_n"),
-    ],
-)
-def test_bad_requests(task_stack, path, body, status, fragment):
-    response = post(task_stack, path, body)
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert fragment in (error["message"] if isinstance(error, dict) else error)
-    assert ok(task_stack, "/predict", {"inputs": "still alive?"})
 
 
 # --- the Baseten Performance Client, as BEI users call it ---
