@@ -11,7 +11,8 @@ and their refusals reach the client as the real adapter sends them. Only the eng
 What Triton itself says is copied from tritonserver 2.51: a step's error arrives with its own gRPC
 status and message, prefixed "in ensemble '<name>', " when it came through an ensemble; an unknown model
 is NOT_FOUND "Request for unknown model: 'x' is not found"; inputs that do not match the config are
-INVALID_ARGUMENT. Outputs travel as raw_output_contents, only those requested (all when none are).
+INVALID_ARGUMENT. Outputs travel as raw_output_contents, only those requested (all when none are), in
+the datatypes the configs declare (a stage answering another datatype fails loudly: INTERNAL, "fake triton").
 
 Faults, for the failure paths: `inject(Fault(...))` answers errors (UNAVAILABLE, an untagged INTERNAL
 "Stub process ... is not healthy", anything), `hung()` freezes the server (or one model) like SIGSTOP,
@@ -309,7 +310,14 @@ class FakeModel:
         if response.has_error():
             error = response.error()
             raise TritonFailure(GRPC_STATUS.get(error.code(), grpc.StatusCode.INTERNAL), error.message())
-        return {t.name(): t.as_numpy() for t in response.output_tensors()}
+        outputs = {t.name(): t.as_numpy() for t in response.output_tensors()}
+        for name, array in outputs.items():  # a stage breaking its config's contract is a bug: say so loudly
+            declared = datatype_name(self.outputs[name].data_type) if name in self.outputs else None
+            if declared != protocol_datatype(array):
+                raise TritonFailure(grpc.StatusCode.INTERNAL,
+                                    f"fake triton: model '{self.name}' returned output '{name}' as "
+                                    f"{protocol_datatype(array)}; its config declares {declared or 'no such output'}")
+        return outputs
 
 
 # --- the server ------------------------------------------------------------------------------------------
