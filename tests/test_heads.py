@@ -78,7 +78,7 @@ def test_heads_the_engines_cannot_run_are_refused(tmp_path):
         '"type": "sentence_transformers.models.Pooling"\n  },\n  {"idx": 2, "name": "2", "path": "2_Dense", '
         '"type": "sentence_transformers.models.Dense"}')
     (model / "modules.json").write_text(modules)
-    with pytest.raises(BuildError, match="2_Dense has none of model.safetensors"):
+    with pytest.raises(BuildError, match=r"2_Dense has none of model\.safetensors"):
         inspect_checkpoint(model, "m")
 
 

@@ -152,7 +152,7 @@ def test_python_backend_stub_crash_is_503_then_recovers(fault_stack, reference):
     text = next(iter(reference))
     triton = triton_pid(fault_stack)
     stubs = stub_pids(triton)
-    assert len(stubs) == 4  # tokenizer, two engine instances (the CPU default), postprocess
+    assert len(stubs) == 5  # tokenizer, ids input, two engine instances (the CPU default), postprocess
     kill(stubs[0])
     statuses = set()
 
