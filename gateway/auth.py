@@ -6,9 +6,8 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import ApiError, error_response
-
-OPEN_PATHS = ("/health",)
+from gateway.errors import ApiError, ErrorKind, error_response
+from gateway.paths import gates
 
 
 def presented_key(authorization: str) -> str:
@@ -22,13 +21,13 @@ class ApiKeyMiddleware:
         self.api_key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not gates(scope["path"]).key:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         key = presented_key(headers.get(b"authorization", b"").decode("latin-1")).encode()
         if not hmac.compare_digest(key, self.api_key):
-            error = ApiError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
+            error = ApiError(ErrorKind.UNAUTHENTICATED, "missing or wrong API key (send Authorization: Bearer KEY)",
                              headers={"WWW-Authenticate": "Bearer"})
             await error_response(error, scope["path"])(scope, receive, send)
             return

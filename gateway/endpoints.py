@@ -16,7 +16,6 @@ import itertools
 import logging
 
 import numpy as np
-import tritonclient.grpc.aio as grpcclient
 from prometheus_client import Gauge
 
 from gateway.metrics import REGISTRY
@@ -66,12 +65,13 @@ class EndpointPool:
         return [e for e in rotated if e.up] + [e for e in rotated if not e.up]
 
     async def infer(
-        self, model: str, inputs: list[grpcclient.InferInput], outputs: list[str], offset: int = 0
+        self, model: str, tensors: dict[str, np.ndarray], outputs: tuple[str, ...], offset: int = 0,
+        param: str = "input",
     ) -> dict[str, np.ndarray]:
         failure: TritonUnreachable | None = None
         for endpoint in self.candidates():
             try:
-                result = await endpoint.backend.infer(model, inputs, outputs, offset)
+                result = await endpoint.backend.infer(model, tensors, outputs, offset, param)
             except TritonUnreachable as exc:
                 endpoint.mark(False, exc.message)
                 failure = exc

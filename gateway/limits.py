@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import ApiError, error_response
+from gateway.errors import ApiError, ErrorKind, error_response
+from gateway.paths import gates
 
 
 class BodyLimitMiddleware:
@@ -18,12 +19,14 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        error = ApiError(413, f"request body is larger than the limit of {self.max_bytes} bytes")
+        error = ApiError(ErrorKind.PAYLOAD_TOO_LARGE, f"request body is larger than the limit of {self.max_bytes} "
+                         "bytes")
         headers = dict(scope.get("headers") or [])
         content_type = headers.get(b"content-type", b"application/json").lower()
         if scope["method"] == "POST" and b"json" not in content_type:
             got = content_type.decode("latin-1")
-            media = ApiError(415, f"request body must be JSON (Content-Type: application/json), got {got!r}")
+            media = ApiError(ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+                             f"request body must be JSON (Content-Type: application/json), got {got!r}")
             await error_response(media, scope["path"])(scope, receive, send)
             return
         length = headers.get(b"content-length")
@@ -81,26 +84,26 @@ class ConcurrencyLimitMiddleware:
     the client cannot see or cancel, while a 429 lets it back off or go to another replica.
     """
 
-    def __init__(self, app: ASGIApp, admission: Admission, exempt: tuple[str, ...] = ("/health", "/metrics")) -> None:
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app
         self.admission = admission
-        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/metrics":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        admission = self.admission
-        if admission.draining:  # /health too: a load balancer must stop sending here
-            error = ApiError(503, "the server is shutting down; retry on another replica",
+        admission, path_gates = self.admission, gates(scope["path"])
+        if admission.draining and path_gates.drains:
+            error = ApiError(ErrorKind.UNAVAILABLE, "the server is shutting down; retry on another replica",
                              headers={"Retry-After": "1", "Connection": "close"})
             await error_response(error, scope["path"])(scope, receive, send)
             return
-        if scope["path"] in self.exempt:
+        if not path_gates.admitted:
             await self.app(scope, receive, send)
             return
         if admission.in_flight >= admission.max_in_flight:
-            error = ApiError(429, f"too many requests in flight (limit {admission.max_in_flight}); retry shortly",
+            error = ApiError(ErrorKind.OVERLOADED,
+                             f"too many requests in flight (limit {admission.max_in_flight}); retry shortly",
                              headers={"Retry-After": "1"})
             await error_response(error, scope["path"])(scope, receive, send)
             return

@@ -29,7 +29,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
-from gateway.errors import ApiError, error_response
+from gateway.errors import ApiError, ErrorKind, error_response
 
 access_log = logging.getLogger("trident.access")
 log = logging.getLogger("trident.gateway")
@@ -183,7 +183,7 @@ class ObservabilityMiddleware:
             if started:
                 raise
             record.error = f"{type(exc).__name__}: {exc}"
-            error = ApiError(500, f"internal error (request id {record.request_id}); see the server log")
+            error = ApiError(ErrorKind.INTERNAL, f"internal error (request id {record.request_id}); see the server log")
             await error_response(error, scope["path"])(scope, receive, send_with_headers)
         finally:
             metrics.IN_FLIGHT.labels(record.route).dec()

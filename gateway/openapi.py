@@ -8,6 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from gateway.errors import ErrorKind
+from gateway.paths import OPEN_PATHS
+
 OPENAI_ERROR = {
     "type": "object",
     "required": ["error"],
@@ -23,21 +26,9 @@ TEI_ERROR = {
     "required": ["error", "error_type"],
     "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}},
 }
-STATUS_MEANINGS = {
-    400: "Bad request: body not JSON, empty input list, empty or invalid string",
-    401: "Missing or wrong API key (only when the server runs with --api-key)",
-    404: "The named model is not served (several models served)",
-    413: "Body over --max-payload-bytes, or more inputs than --max-client-batch-size",
-    415: "Body is not JSON (Content-Type)",
-    422: "Invalid field, or an input longer than the model's maximum without truncation",
-    424: "The inference server failed on this request",
-    429: "More than --max-concurrent-requests in flight; retry after Retry-After seconds",
-    501: "The gateway lacks this model's tokenizer (give --repository with --triton-url)",
-    503: "The inference server is unreachable, not ready, or did not answer before the deadline",
-}
+STATUS_MEANINGS = {kind.status: kind.description for kind in ErrorKind}
 # Which errors each kind of operation can answer, beyond those a route declares itself.
 INFERENCE_ERRORS = (400, 401, 404, 413, 415, 422, 424, 429, 503)
-OPEN_PATHS = {"/health": (503,), "/openapi.json": (), "/docs": (), "/redoc": ()}
 GET_ERRORS = (401, 404, 422, 429, 503)
 
 
@@ -46,10 +37,10 @@ def error_schema(path: str) -> dict[str, Any]:
 
 
 def errors_for(path: str, method: str) -> tuple[int, ...]:
-    if path in OPEN_PATHS:
-        return OPEN_PATHS[path]
-    if path == "/metrics":
-        return (401,)
+    if path in OPEN_PATHS:  # only the gates it passes can refuse it (/health answers 503 when not ready too)
+        path_gates = OPEN_PATHS[path]
+        return tuple(status for status, gate in ((401, path_gates.key), (429, path_gates.admitted),
+                                                 (503, path_gates.drains)) if gate)
     return INFERENCE_ERRORS if method == "post" else GET_ERRORS
 
 

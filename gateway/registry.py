@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, ErrorKind
 from trident.spec import ModelSpec
 from trident.tasks import tasks_for_route
 
@@ -20,7 +20,7 @@ class ModelRegistry:
 
     def default(self) -> ModelSpec:
         if not self.models:
-            raise ApiError(503, "no model is loaded yet")
+            raise ApiError(ErrorKind.UNAVAILABLE, "no model is loaded yet")
         if self.default_model in self.models:
             return self.models[self.default_model]
         return next(iter(self.models.values()))
@@ -37,14 +37,15 @@ class ModelRegistry:
         if name and name in self.models:
             spec = self.models[name]
         elif name and len(self.models) > 1:
-            raise ApiError(404, f"model {name!r} is not served; served: {', '.join(sorted(self.models))}",
-                           param="model")
+            raise ApiError(ErrorKind.NOT_FOUND,
+                           f"model {name!r} is not served; served: {', '.join(sorted(self.models))}", param="model")
         else:
             spec = self.default()
             if tasks and spec.task not in tasks and not name:
                 spec = next((s for _, s in sorted(self.models.items()) if s.task in tasks), spec)
         if tasks and spec.task not in tasks:
-            raise ApiError(400, f"model {spec.name!r} is a{'n' if spec.task[0] in 'aeiou' else ''} {spec.task} "
+            article = "an" if spec.task[0] in "aeiou" else "a"
+            raise ApiError(ErrorKind.INVALID_REQUEST, f"model {spec.name!r} is {article} {spec.task} "
                            f"model: it serves {', '.join(serving_routes(spec))}, not {route or task}",
                            param="model")
         return spec

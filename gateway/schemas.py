@@ -1,10 +1,16 @@
-"""Request bodies as clients send them, validated by pydantic (strict: no silent coercion)."""
+"""Request bodies as clients send them, validated by pydantic (strict: no silent coercion), and each one's
+`to_job`: the rest of its validation (`gateway.validation`) and the job it becomes (`gateway.jobs`)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from gateway import validation as check
+from gateway.jobs import DecodeJob, EmbeddingJob, EmbedJob, NerJob, ScoreJob, TokenIdsJob, TokenizeJob
+from gateway.settings import GatewaySettings
+from trident.spec import ModelSpec
 
 Direction = Literal["right", "left", "Right", "Left"]
 TextOrIds = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
@@ -13,9 +19,35 @@ TextOrIds = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]
 class Lenient(BaseModel):
     # Clients send fields of their own (OpenAI's `user`, SDK extras): ignore what we do not use.
     model_config = ConfigDict(extra="ignore")
+    # What a union-typed field may be, said when pydantic refuses it (see validation.describe_validation).
+    shapes: ClassVar[dict[str, str]] = {}
+
+    def truncation(self, settings: GatewaySettings) -> dict[str, bool]:
+        """`truncate` (unset: `--auto-truncate`) and `truncate_left`, as Job fields."""
+        truncate = self.truncate
+        return {"truncate": settings.auto_truncate if truncate is None else truncate,
+                "truncate_left": self.truncation_direction.lower() == "left"}
+
+
+def embedding_job(body: OpenAIEmbeddingRequest | EmbedRequest, sent: str | list, param: str, spec: ModelSpec,
+                  settings: GatewaySettings, normalize: bool) -> EmbeddingJob:
+    texts, token_ids = check.split_inputs(sent, param)
+    if texts is not None:
+        check.check_texts(texts, param)
+        characters = sum(map(len, texts))
+        texts = check.apply_prompt(texts, spec, body.prompt_name)
+    check.check_batch(len(texts if texts is not None else token_ids), settings, param)
+    check.check_dimensions(body.dimensions, spec)
+    options = {"param": param, **body.truncation(settings), "normalize": normalize, "dimensions": body.dimensions}
+    if texts is not None:
+        return EmbedJob(texts=texts, characters=characters, **options)
+    check.check_token_ids(token_ids, spec.vocab_size, param)
+    return TokenIdsJob(token_ids=token_ids, **options)
 
 
 class OpenAIEmbeddingRequest(Lenient):
+    shapes = {"input": check.TEXT_OR_IDS}
+
     input: TextOrIds = Field(description="A string, a list of strings, a list of token ids or a list of those")
     model: StrictStr | None = None
     encoding_format: Literal["float", "base64"] = "float"
@@ -25,9 +57,15 @@ class OpenAIEmbeddingRequest(Lenient):
     truncation_direction: Direction = "right"
     prompt_name: StrictStr | None = None
 
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbeddingJob:
+        return embedding_job(self, self.input, "input", spec, settings,
+                             normalize=spec.normalize or self.dimensions is not None)
+
 
 class EmbedRequest(Lenient):
     """TEI's `POST /embed`."""
+
+    shapes = {"inputs": check.TEXT_OR_IDS}
 
     inputs: TextOrIds
     model: StrictStr | None = None
@@ -36,6 +74,19 @@ class EmbedRequest(Lenient):
     normalize: StrictBool = True
     prompt_name: StrictStr | None = None
     dimensions: StrictInt | None = None
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbeddingJob:
+        return embedding_job(self, self.inputs, "inputs", spec, settings, normalize=self.normalize)
+
+
+def rerank_job(body: RerankRequest | CohereRerankRequest, documents: list[str], param: str,
+               settings: GatewaySettings, raw_scores: bool) -> ScoreJob:
+    check.check_texts([body.query], "query")
+    check.check_texts(documents, param)
+    check.check_batch(len(documents), settings, param)
+    return ScoreJob(texts=[body.query] * len(documents), pairs=list(documents), param=param,
+                    **body.truncation(settings), raw_scores=raw_scores,
+                    characters=len(body.query) * len(documents) + sum(map(len, documents)))
 
 
 class RerankRequest(Lenient):
@@ -48,6 +99,9 @@ class RerankRequest(Lenient):
     truncation_direction: Direction = "right"
     raw_scores: StrictBool = False
     return_text: StrictBool = False
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
+        return rerank_job(self, self.texts, "texts", settings, self.raw_scores)
 
 
 class DocumentText(Lenient):
@@ -65,15 +119,31 @@ class CohereRerankRequest(Lenient):
     truncate: StrictBool = Field(True, description="Trident extension: cut pairs past the model's maximum")
     truncation_direction: Direction = "right"
 
+    def document_texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
+        return rerank_job(self, self.document_texts(), "documents", settings, raw_scores=False)
+
 
 class PredictRequest(Lenient):
-    """TEI's `POST /predict`: `inputs` is checked by the route (string, pair or batch; see gateway.scoring)."""
+    """TEI's `POST /predict`: `inputs` is a string, a pair or a batch (see validation.parse_predict_inputs)."""
 
     inputs: Any
     model: StrictStr | None = None
     truncate: StrictBool | None = None
     truncation_direction: Direction = "right"
     raw_scores: StrictBool = False
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
+        items, batched = check.parse_predict_inputs(self.inputs)
+        texts, pairs = [text for text, _ in items], [pair for _, pair in items]
+        check.check_texts(texts, "inputs")
+        check.check_texts(pairs, "inputs")
+        check.check_batch(len(items), settings, "inputs")
+        return ScoreJob(texts=texts, pairs=pairs, param="inputs", **self.truncation(settings),
+                        raw_scores=self.raw_scores, batched=batched,
+                        characters=sum(len(t) + len(p or "") for t, p in items))
 
 
 AggregationStrategy = Literal["none", "simple", "first", "average", "max"]
@@ -93,3 +163,39 @@ class PredictTokensRequest(Lenient):
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> NerJob:
+        texts = check.parse_ner_inputs(self.inputs)
+        check.check_texts(texts, "inputs")
+        check.check_batch(len(texts), settings, "inputs")
+        return NerJob(texts=texts, param="inputs", **self.truncation(settings),
+                      strategy=self.aggregation_strategy or "none", raw_scores=self.raw_scores,
+                      characters=sum(map(len, texts)))
+
+
+class TokenizeRequest(Lenient):  # TEI's `POST /tokenize`
+    shapes = {"inputs": "a string or a list of strings"}
+
+    inputs: StrictStr | list[StrictStr]
+    add_special_tokens: StrictBool = True
+    prompt_name: StrictStr | None = None
+    model: StrictStr | None = None
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> TokenizeJob:
+        texts = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+        check.check_batch(len(texts), settings, "inputs")
+        check.check_texts(texts, "inputs", empty_ok=True)  # "" is [CLS] [SEP], as TEI answers
+        characters = sum(map(len, texts))
+        return TokenizeJob(check.apply_prompt(texts, spec, self.prompt_name), self.add_special_tokens, characters)
+
+
+class DecodeRequest(Lenient):  # TEI's `POST /decode`
+    ids: list[StrictInt] | list[list[StrictInt]]
+    skip_special_tokens: StrictBool = True
+    model: StrictStr | None = None
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> DecodeJob:
+        single = bool(self.ids) and isinstance(self.ids[0], int)
+        sequences = [list(self.ids)] if single else [list(ids) for ids in self.ids]
+        check.check_batch(len(sequences), settings, "ids")
+        return DecodeJob(sequences, self.skip_special_tokens)

@@ -1,4 +1,4 @@
-"""What every route shares: settings, the Triton backend, the served models, the services."""
+"""What every route shares: settings, the Triton backend, the served models, and running a job."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 
-from gateway.embedding import EmbeddingService
+from gateway import jobs
 from gateway.endpoints import EndpointPool
 from gateway.registry import ModelRegistry
-from gateway.scoring import ScoringService
 from gateway.settings import GatewaySettings
+from trident.spec import ModelSpec
 
 log = logging.getLogger("trident.gateway")
 
@@ -21,9 +21,11 @@ class Gateway:
         # Every --triton-url; quacks like TritonBackend (infer, ready, discover, close).
         self.backend = EndpointPool(settings.triton_urls, settings.request_timeout_s)
         self.registry = ModelRegistry(settings.default_model)
-        self.embeddings = EmbeddingService(self.backend, settings)
-        self.scoring = ScoringService(self.backend, settings)  # rerank, classify, NER
         self._watcher: asyncio.Task | None = None
+
+    async def infer(self, spec: ModelSpec, job: jobs.Job) -> jobs.Result:
+        """Any task's job, in sub-requests of at most --triton-batch-size inputs."""
+        return await jobs.run(self.backend, spec, job, self.settings.triton_batch_size)
 
     async def refresh_models(self) -> None:
         specs = await self.backend.discover()

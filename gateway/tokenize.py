@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, ErrorKind
 from trident.spec import ModelSpec
 from trident.tokenization import TextTokenizer
 
@@ -36,5 +36,6 @@ class TokenizerStore:
             path = tokenizer_file(repository, spec.name)
             if path.is_file():
                 return TextTokenizer(path, spec.max_length, spec.pad_token_id)
-        raise ApiError(501, f"the gateway has no tokenizer file for {spec.name}: with --triton-url, also pass "
-                       "the model's built repository with --repository so /tokenize and /decode can read it")
+        raise ApiError(ErrorKind.NOT_IMPLEMENTED, f"the gateway has no tokenizer file for {spec.name}: with "
+                       "--triton-url, also pass the model's built repository with --repository so /tokenize and "
+                       "/decode can read it")

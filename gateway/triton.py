@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
+import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, ErrorKind
 from gateway.observe import current_request_id, triton_call
+from trident import errors as stage_errors
+from trident.errors import StageErrorKind
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 
-INPUT_TOO_LONG = re.compile(r"input (\d+) has (\d+) tokens, more than the model's maximum of (\d+)")
-# A Python backend stub died (Triton never recovers it alone), or Triton is unloading its models to
-# exit: either way the supervisor is restarting it, so the client should retry (503), not give up.
-TRANSIENT = ("is not healthy", "has no available versions")
-UNREACHABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")
 # tritonclient's own message limits, plus reconnect attempts at least once a second: gRPC's default
 # backoff grows to 2 minutes, which would keep answering 503 long after a restarted Triton is back.
 CHANNEL_ARGS = [
@@ -28,50 +24,54 @@ CHANNEL_ARGS = [
     # A name resolving to several addresses (a Kubernetes headless Service) spreads over all of them.
     ("grpc.lb_policy_name", "round_robin"),
 ]
+DATATYPES = {np.dtype(np.object_): "BYTES", np.dtype(np.bool_): "BOOL", np.dtype(np.int32): "INT32",
+             np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32"}
+STATUSES = {str(code): code for code in grpc.StatusCode}  # tritonclient gives the status as "StatusCode.X"
+# Untagged failures (Triton's own, not a stage's) for which the client should retry, measured with Triton
+# 2.51: DEADLINE_EXCEEDED / CANCELLED (no answer in time), NOT_FOUND (the gateway only calls models Triton
+# listed, so a missing one is being unloaded: "has no available versions" while Triton exits), INTERNAL
+# (a Python stub died, "Stub process ... is not healthy": Triton never recovers it, the supervisor
+# restarts Triton). UNAVAILABLE (refused, reset, "Server is stopping") is TritonUnreachable.
+RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.NOT_FOUND,
+             grpc.StatusCode.INTERNAL)
 
 
-def bytes_input(name: str, values: list[str]) -> grpcclient.InferInput:
-    array = np.array([v.encode("utf-8") for v in values], dtype=np.object_).reshape(-1, 1)
-    tensor = grpcclient.InferInput(name, list(array.shape), "BYTES")
-    tensor.set_data_from_numpy(array)
-    return tensor
-
-
-def column_input(name: str, value: bool | int, n: int, datatype: str) -> grpcclient.InferInput:
-    dtype = {"BOOL": np.bool_, "INT32": np.int32, "INT64": np.int64}[datatype]
-    array = np.full((n, 1), value, dtype=dtype)
-    tensor = grpcclient.InferInput(name, [n, 1], datatype)
-    tensor.set_data_from_numpy(array)
-    return tensor
-
-
-def array_input(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, list(array.shape), datatype)
-    tensor.set_data_from_numpy(array)
-    return tensor
+def infer_inputs(tensors: dict[str, np.ndarray]) -> list[grpcclient.InferInput]:
+    inputs = []
+    for name, array in tensors.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), DATATYPES[array.dtype])
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
 
 
 class TritonUnreachable(ApiError):
     """503 because the endpoint did not answer at all (refused, reset): another endpoint may."""
 
 
-def translate(exc: InferenceServerException, offset: int = 0) -> ApiError:
-    """Triton's error -> the status a client should see. `offset` maps sub-request indices back."""
+def translate(exc: InferenceServerException, offset: int = 0, param: str = "input") -> ApiError:
+    """Triton's error -> the error a client should see, by the stage's tagged kind or else the gRPC status.
+
+    `offset` maps a sub-request's input index back to the request's; `param` names the request field.
+    """
     message = exc.message() or str(exc)
-    too_long = INPUT_TOO_LONG.search(message)
-    if too_long:
-        index, tokens, limit = (int(g) for g in too_long.groups())
-        return ApiError(
-            422,
-            f"input {index + offset} has {tokens} tokens, more than the model's maximum of {limit}; "
-            "send truncate=true to cut it",
-            param="input",
-        )
-    if exc.status() == "StatusCode.UNAVAILABLE":
-        return TritonUnreachable(503, f"the inference server is unavailable: {message}")
-    if exc.status() in UNREACHABLE or any(fragment in message for fragment in TRANSIENT):
-        return ApiError(503, f"the inference server is unavailable: {message}")
-    return ApiError(424, f"the inference server failed: {message}")
+    refusal = stage_errors.decode(message)
+    if refusal is not None:
+        if refusal.kind is StageErrorKind.STAGE_FAILED:
+            return ApiError(ErrorKind.BACKEND_FAILED, f"the inference server failed: {refusal.message}")
+        details = refusal.details
+        if refusal.kind is StageErrorKind.INPUT_TOO_LONG and {"index", "num_tokens", "max_length"} <= details.keys():
+            return ApiError(ErrorKind.VALIDATION, stage_errors.too_long_message(
+                details["index"] + offset, details["num_tokens"], details["max_length"]), param=param)
+        return ApiError(ErrorKind.VALIDATION, refusal.message, param=param)
+    status = STATUSES.get(exc.status() or "")
+    if status is grpc.StatusCode.UNAVAILABLE:
+        return TritonUnreachable(ErrorKind.UNAVAILABLE, f"the inference server is unavailable: {message}")
+    if status in RETRYABLE:
+        return ApiError(ErrorKind.UNAVAILABLE, f"the inference server is unavailable: {message}")
+    # What is left is Triton refusing the request the gateway built (INVALID_ARGUMENT untagged: a tensor
+    # the ensemble does not take) or a status Triton does not send for inference.
+    return ApiError(ErrorKind.BACKEND_FAILED, f"the inference server failed: {message}")
 
 
 class TritonBackend:
@@ -88,15 +88,17 @@ class TritonBackend:
         return self._client
 
     async def infer(
-        self, model: str, inputs: list[grpcclient.InferInput], outputs: list[str], offset: int = 0
+        self, model: str, tensors: dict[str, np.ndarray], outputs: tuple[str, ...], offset: int = 0,
+        param: str = "input",
     ) -> dict[str, np.ndarray]:
+        """One Triton call; a failure is raised translated (`offset` and `param`: see `translate`)."""
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
         try:
             with triton_call(model):
-                result = await self.client.infer(model, inputs, outputs=requested, client_timeout=self.timeout_s,
-                                                 request_id=current_request_id() or "")
+                result = await self.client.infer(model, infer_inputs(tensors), outputs=requested,
+                                                 client_timeout=self.timeout_s, request_id=current_request_id() or "")
         except InferenceServerException as exc:
-            raise translate(exc, offset) from None
+            raise translate(exc, offset, param) from None
         return {name: result.as_numpy(name) for name in outputs}
 
     async def ready(self) -> bool:
@@ -115,7 +117,9 @@ class TritonBackend:
             config = (await self.client.get_model_config(entry["name"], as_json=True, client_timeout=5.0))["config"]
             manifest = config.get("parameters", {}).get(MANIFEST_PARAMETER, {}).get("string_value")
             if manifest and config.get("platform") == "ensemble":
-                specs.append(ModelSpec.from_json(manifest))
+                spec = ModelSpec.from_json(manifest)
+                if spec.name == entry["name"]:  # not `<name>_ids`, the same model's token-id ensemble
+                    specs.append(spec)
         return specs
 
     async def close(self) -> None:

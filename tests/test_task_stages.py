@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from gateway.errors import ApiError
+from gateway.jobs import ScoreJob
 from gateway.registry import ModelRegistry
-from gateway.scoring import ScoreJob, parse_ner_inputs, parse_predict_inputs, runs
+from gateway.validation import parse_ner_inputs, parse_predict_inputs
 from testkit.factories import make_tiny_bert
 from trident import tensors as T
 from trident.spec import ModelSpec
@@ -66,9 +67,11 @@ def test_ner_inputs_flatten_in_order():
 
 
 def test_sub_requests_are_contiguous_and_never_mix_pairs():
-    job = ScoreJob(list("abcdefg"), [None, None, "x", "y", "z", None, None], True, False)
-    assert runs(job, step=2) == [(0, 2), (2, 4), (4, 5), (5, 7)]
-    assert runs(ScoreJob(["a"], [None], True, False), step=32) == [(0, 1)]
+    def job(texts: list[str], pairs: list[str | None]) -> ScoreJob:
+        return ScoreJob(texts=texts, pairs=pairs, param="inputs", truncate=True, truncate_left=False)
+
+    assert job(list("abcdefg"), [None, None, "x", "y", "z", None, None]).spans(2) == [(0, 2), (2, 4), (4, 5), (5, 7)]
+    assert job(["a"], [None]).spans(32) == [(0, 1)]
 
 
 def test_spans_for_ner(tmp_path):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, ErrorKind
 from gateway.responses import json_response
 from trident import __version__
 
@@ -65,9 +65,9 @@ async def health(request: Request) -> Response:
     """200 when Triton is ready and the models are known; 503 otherwise."""
     gateway = request.app.state.gateway
     if not await gateway.backend.ready():
-        raise ApiError(503, "the inference server is not ready")
+        raise ApiError(ErrorKind.UNAVAILABLE, "the inference server is not ready")
     if not gateway.registry:
-        raise ApiError(503, "no model is loaded yet")
+        raise ApiError(ErrorKind.UNAVAILABLE, "no model is loaded yet")
     return json_response({"status": "ok", "models": sorted(gateway.registry.models)})
 
 

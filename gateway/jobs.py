@@ -1,0 +1,197 @@
+"""What a validated request asks of a model (a job), and the one fan-out that runs any job on Triton.
+
+A job names the ensemble it goes to and builds the input tensors of any slice of its inputs: it is
+the gateway's whole knowledge of the ensembles' inputs (tensor names: `trident.tensors`; outputs: the
+task's row in `trident.tasks`). `run` splits a job into Triton-sized sub-requests, sends them
+concurrently and gathers the outputs in order; Triton's dynamic batcher merges them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from gateway.observe import note_usage
+from trident import tensors as T
+from trident.spec import ModelSpec
+from trident.tasks import ids_model
+
+Tensors = dict[str, np.ndarray]
+
+
+def text_column(texts: list[str]) -> np.ndarray:
+    return np.array([text.encode("utf-8") for text in texts], dtype=np.object_).reshape(-1, 1)
+
+
+def column(value: bool | int, n: int, dtype: type) -> np.ndarray:
+    return np.full((n, 1), value, dtype=dtype)
+
+
+@dataclass(kw_only=True)
+class Job:
+    param: str  # the request field the inputs came from: errors name it
+    truncate: bool
+    truncate_left: bool
+    characters: int = 0  # characters as the client sent them, before any prompt (x-compute-characters)
+    tokenization_s: ClassVar[float | None] = None  # the gateway's own tokenizing: none, Triton tokenizes text
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def model(self, spec: ModelSpec) -> str:
+        return spec.name
+
+    def spans(self, step: int) -> list[tuple[int, int]]:
+        """[start, end) of the sub-requests: contiguous, at most `step` inputs each."""
+        return [(start, min(start + step, len(self))) for start in range(0, len(self), step)]
+
+    def tensors(self, start: int, end: int) -> Tensors:
+        raise NotImplementedError
+
+    def truncation(self, n: int) -> Tensors:
+        return {T.TRUNCATE: column(self.truncate, n, np.bool_),
+                T.TRUNCATE_LEFT: column(self.truncate_left, n, np.bool_)}
+
+
+@dataclass(kw_only=True)
+class EmbeddingJob(Job):
+    """What text and token-id embedding share: the postprocess options."""
+
+    normalize: bool
+    dimensions: int | None
+
+    def shaping(self, n: int) -> Tensors:
+        return {T.NORMALIZE: column(self.normalize, n, np.bool_),
+                T.DIMENSIONS: column(self.dimensions or 0, n, np.int32)}
+
+
+@dataclass(kw_only=True)
+class EmbedJob(EmbeddingJob):
+    texts: list[str]  # prompt already applied
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def tensors(self, start: int, end: int) -> Tensors:
+        n = end - start
+        return {T.TEXT: text_column(self.texts[start:end]), **self.truncation(n), **self.shaping(n)}
+
+
+@dataclass(kw_only=True)
+class TokenIdsJob(EmbeddingJob):
+    """Token ids instead of text: the model's `<name>_ids` ensemble, which truncates them (or refuses
+    them as too long) as the tokenizer does text."""
+
+    token_ids: list[list[int]]  # each non-empty, inside the vocabulary
+    tokenization_s: ClassVar[float | None] = 0.0  # nothing to tokenize: a true 0 in x-tokenization-time
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def model(self, spec: ModelSpec) -> str:
+        return ids_model(spec.name)
+
+    def tensors(self, start: int, end: int) -> Tensors:
+        rows = self.token_ids[start:end]
+        ids = np.full((len(rows), max(map(len, rows))), T.PAD_SENTINEL, dtype=np.int64)  # transport padding
+        for row, values in enumerate(rows):
+            ids[row, : len(values)] = values
+        return {T.TOKEN_IDS: ids, **self.truncation(len(rows)), **self.shaping(len(rows))}
+
+
+@dataclass(kw_only=True)
+class ScoreJob(Job):
+    """Texts to score, each alone (pair None) or as a (text, pair) pair, e.g. (query, document)."""
+
+    texts: list[str]
+    pairs: list[str | None]
+    raw_scores: bool = False
+    batched: bool = True  # TEI's /predict: a batch answers a list per item, a single input one list
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def spans(self, step: int) -> list[tuple[int, int]]:
+        """Contiguous, at most `step` inputs, each all single texts or all pairs: a Triton request carries
+        TEXT_PAIR for every item or for none."""
+        spans: list[tuple[int, int]] = []
+        start = 0
+        for i in range(1, len(self.texts) + 1):
+            if i == len(self.texts) or i - start == step or (self.pairs[i] is None) != (self.pairs[start] is None):
+                spans.append((start, i))
+                start = i
+        return spans
+
+    def tensors(self, start: int, end: int) -> Tensors:
+        n = end - start
+        tensors = {T.TEXT: text_column(self.texts[start:end]), **self.truncation(n),
+                   T.RAW_SCORES: column(self.raw_scores, n, np.bool_)}
+        if self.pairs[start] is not None:
+            tensors[T.TEXT_PAIR] = text_column(self.pairs[start:end])
+        return tensors
+
+
+@dataclass(kw_only=True)
+class NerJob(Job):
+    texts: list[str]
+    strategy: str
+    raw_scores: bool
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def tensors(self, start: int, end: int) -> Tensors:
+        n = end - start
+        return {T.TEXT: text_column(self.texts[start:end]), **self.truncation(n),
+                T.RAW_SCORES: column(self.raw_scores, n, np.bool_),
+                T.AGGREGATION_STRATEGY: text_column([self.strategy] * n)}
+
+
+@dataclass
+class TokenizeJob:
+    """`/tokenize`, run by the gateway itself with the model's tokenizer."""
+
+    texts: list[str]  # prompt already applied
+    add_special_tokens: bool
+    characters: int
+
+
+@dataclass
+class DecodeJob:
+    """`/decode`, run by the gateway itself; the ids are checked against the tokenizer's vocabulary."""
+
+    sequences: list[list[int]]
+    skip_special_tokens: bool
+
+
+@dataclass
+class Result:
+    outputs: Tensors  # the task's outputs, one row per input, in the job's order
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.outputs[name]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.outputs[T.NUM_TOKENS].sum())
+
+
+class Backend(Protocol):
+    async def infer(self, model: str, tensors: Tensors, outputs: tuple[str, ...], offset: int = 0,
+                    param: str = "input") -> Tensors: ...
+
+
+async def run(backend: Backend, spec: ModelSpec, job: Job, step: int) -> Result:
+    """The job as sub-requests of at most `step` inputs, run concurrently, gathered in order."""
+    outputs, model = spec.task_row.outputs, job.model(spec)
+    parts = await asyncio.gather(*(backend.infer(model, job.tensors(start, end), outputs, offset=start,
+                                                 param=job.param)
+                                   for start, end in job.spans(step)))
+    result = Result({name: parts[0][name] if len(parts) == 1 else np.concatenate([part[name] for part in parts])
+                     for name in outputs})
+    note_usage(model=spec.name, inputs=len(job), tokens=result.num_tokens, characters=job.characters,
+               tokenization_s=job.tokenization_s)
+    return result

@@ -1,0 +1,167 @@
+"""The request boundary: every check a request passes before it becomes a job, written once.
+
+pydantic checks the types (`gateway.schemas`); the checks here need more than a type: the model
+(vocabulary, dimensions, prompts), the limits (batch size) or the text itself (empty, lone surrogates).
+Each wire schema's `to_job` calls them in the order its clients have always seen the errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Callable, Sequence
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import ApiError, ErrorKind
+from gateway.settings import GatewaySettings
+from trident.spec import ModelSpec
+
+TEXT_OR_IDS = "a string, a list of strings, a list of token ids or a list of token-id lists"
+PREDICT_SHAPES = "a string, a pair [text, text_pair], or a batch [[text], [text, text_pair], ...]"
+PREDICT_TOKENS_SHAPES = "a batch [[text, ...]], a list of texts or one text"
+
+
+# --- pydantic's complaints, in the request's own terms -----------------------------------------
+
+
+def describe_validation(errors: Sequence[dict], shapes: dict[str, str]) -> ApiError:
+    """pydantic's first complaint; `shapes` says what a field may be when its type is a union."""
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return ApiError(ErrorKind.INVALID_REQUEST,
+                        f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "))
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    if not loc:
+        return ApiError(ErrorKind.VALIDATION, "request body must be a JSON object")
+    field = loc[0]
+    if field in shapes and first.get("type") != "missing":
+        return ApiError(ErrorKind.VALIDATION, f"`{field}` must be {shapes[field]}", param=field)
+    return ApiError(ErrorKind.VALIDATION, f"invalid request: `{'.'.join(loc)}`: {first.get('msg', 'invalid value')}",
+                    param=field)
+
+
+def parse_body(schema: type[BaseModel], data: object) -> BaseModel:
+    """A JSON value already read (`POST /`) validated as `schema` would be by its own route."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise describe_validation(exc.errors(), getattr(schema, "shapes", {})) from None
+
+
+@functools.cache
+def body_schema(endpoint: Callable) -> type[BaseModel] | None:
+    """The wire schema a route handler takes as `body`."""
+    return typing.get_type_hints(endpoint).get("body")
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+
+def check_batch(count: int, settings: GatewaySettings, param: str) -> None:
+    if count == 0:
+        raise ApiError(ErrorKind.INVALID_REQUEST, f"`{param}` must not be empty", param=param)
+    if count > settings.max_client_batch_size:
+        raise ApiError(ErrorKind.PAYLOAD_TOO_LARGE, f"{count} inputs in one request; the limit is "
+                       f"{settings.max_client_batch_size} (--max-client-batch-size)", param=param)
+
+
+def check_text(text: str, index: int, param: str, empty_ok: bool = False) -> None:
+    if not text and not empty_ok:
+        raise ApiError(ErrorKind.INVALID_REQUEST, f"`{param}` item {index} is an empty string", param=param)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(ErrorKind.INVALID_REQUEST, f"`{param}` item {index} is not valid Unicode (lone surrogate)",
+                       param=param) from None
+
+
+def check_texts(texts: Sequence[str | None], param: str, empty_ok: bool = False) -> None:
+    """Every text non-empty (unless `empty_ok`) and valid Unicode; None (no pair) is skipped."""
+    for index, text in enumerate(texts):
+        if text is not None:
+            check_text(text, index, param, empty_ok)
+
+
+def check_token_ids(token_ids: Sequence[Sequence[int]], vocab_size: int, param: str, empty_ok: bool = False) -> None:
+    for index, ids in enumerate(token_ids):
+        if not ids and not empty_ok:
+            raise ApiError(ErrorKind.INVALID_REQUEST, f"`{param}` item {index} has no token ids", param=param)
+        bad = next((i for i in ids if not 0 <= i < vocab_size), None)
+        if bad is not None:
+            raise ApiError(ErrorKind.VALIDATION, f"`{param}` item {index} has token id {bad}, outside the "
+                           f"vocabulary [0, {vocab_size})", param=param)
+
+
+def check_dimensions(dimensions: int | None, spec: ModelSpec) -> None:
+    if dimensions is not None and not 1 <= dimensions <= spec.dim:
+        raise ApiError(ErrorKind.VALIDATION,
+                       f"`dimensions` must be between 1 and {spec.dim} for {spec.name}, got {dimensions}",
+                       param="dimensions")
+
+
+def apply_prompt(texts: list[str], spec: ModelSpec, prompt_name: str | None) -> list[str]:
+    name = prompt_name or spec.default_prompt_name
+    if name is None:
+        return texts
+    if name not in spec.prompts:
+        known = ", ".join(sorted(spec.prompts)) or "none"
+        raise ApiError(ErrorKind.VALIDATION, f"unknown prompt_name {name!r}; {spec.name} has: {known}",
+                       param="prompt_name")
+    return [spec.prompts[name] + text for text in texts]
+
+
+# --- input shapes pydantic cannot tell apart ---------------------------------------------------
+
+
+def split_inputs(value: str | list, param: str) -> tuple[list[str] | None, list[list[int]] | None]:
+    """OpenAI/TEI `input`: str | [str] | [int] | [[int]] -> (texts, token id lists)."""
+    if isinstance(value, str):
+        return [value], None
+    if not value:
+        raise ApiError(ErrorKind.INVALID_REQUEST, f"`{param}` must not be empty", param=param)
+    if isinstance(value[0], str):
+        return list(value), None
+    if isinstance(value[0], int):
+        return None, [list(value)]
+    return None, [list(ids) for ids in value]
+
+
+def parse_predict_inputs(value: object) -> tuple[list[tuple[str, str | None]], bool]:
+    """TEI's `/predict` inputs -> ([(text, pair or None)], batched).
+
+    `"s"` is one text, `["a", "b"]` one pair (`["s"]` one text), `[["s"], ["a", "b"]]` a batch.
+    """
+    if isinstance(value, str):
+        return [(value, None)], False
+    if not isinstance(value, list) or not value:
+        raise ApiError(ErrorKind.INVALID_REQUEST if value == [] else ErrorKind.VALIDATION,
+                       f"`inputs` must be {PREDICT_SHAPES}", param="inputs")
+    if all(isinstance(v, str) for v in value):
+        return [_sequence(value, 0)], False
+    if all(isinstance(v, list) for v in value):
+        return [_sequence(v, i) for i, v in enumerate(value)], True
+    raise ApiError(ErrorKind.VALIDATION, f"`inputs` must be {PREDICT_SHAPES}; do not mix strings and lists",
+                   param="inputs")
+
+
+def _sequence(value: list, index: int) -> tuple[str, str | None]:
+    if not 1 <= len(value) <= 2 or not all(isinstance(v, str) for v in value):
+        raise ApiError(ErrorKind.VALIDATION,
+                       f"`inputs` item {index} must be [text] or [text, text_pair], got {len(value)} items",
+                       param="inputs")
+    return (value[0], value[1] if len(value) == 2 else None)
+
+
+def parse_ner_inputs(value: object) -> list[str]:
+    """BEI's `/predict_tokens` inputs -> texts, in order (the batch's inner lists are flattened)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        texts = [text for inner in value for text in inner]
+        if texts and all(isinstance(t, str) for t in texts):
+            return texts
+    raise ApiError(ErrorKind.INVALID_REQUEST if value in ([], [[]]) else ErrorKind.VALIDATION,
+                   f"`inputs` must be {PREDICT_TOKENS_SHAPES}", param="inputs")
