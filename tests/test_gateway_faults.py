@@ -39,7 +39,8 @@ CLAIMED_VOCAB = 100_000
 def copy_with_inflated_vocabulary(source: Path, target: Path) -> Path:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
     for config in target.glob("*/config.pbtxt"):  # the manifest travels in every config (escaped JSON)
-        config.write_text(re.sub(r"(\\042vocab_size\\042:)\d+", rf"\g<1>{CLAIMED_VOCAB}", config.read_text()))
+        config.write_text(re.sub(r'(\\(?:042|")vocab_size\\(?:042|"):)\d+', rf"\g<1>{CLAIMED_VOCAB}",
+                                 config.read_text()))
     manifest = target / MODEL / "manifest.json"
     manifest.write_text(re.sub(r'("vocab_size": )\d+', rf"\g<1>{CLAIMED_VOCAB}", manifest.read_text()))
     return target
