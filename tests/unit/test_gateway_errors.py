@@ -17,7 +17,7 @@ from gateway.triton import TritonUnreachable, translate
 from trident import errors as stage_errors
 from trident.errors import InputTooLongError, StageError, StageErrorKind
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent.parent / "README.md"
 HEADER = "| status | type | when |"
 
 
