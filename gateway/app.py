@@ -63,7 +63,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         if exc.status_code == 400 and exc.detail == UNPARSABLE:  # FastAPI's words for a non-UTF-8 body
             error = ApiError(ErrorKind.INVALID_REQUEST, "request body is not valid JSON: it must be UTF-8 encoded")
             return error_response(error, request.url.path)
-        return status_response(exc.status_code, str(exc.detail), request.url.path)
+        return status_response(exc.status_code, str(exc.detail), request.url.path, exc.headers)
 
     app.state.admission = Admission(settings.max_concurrent_requests)  # `trident serve` drains it on SIGTERM
     app.add_middleware(ConcurrencyLimitMiddleware, admission=app.state.admission)

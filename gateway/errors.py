@@ -81,8 +81,8 @@ def render(path: str, status: int, error_type: str, message: str, param: str | N
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def status_response(status: int, message: str, path: str) -> Response:
-    """Starlette's own refusals (404 no such path, 405 wrong method): typed from the table when it has the
-    status, else the generic "error"."""
+def status_response(status: int, message: str, path: str, headers: dict[str, str] | None = None) -> Response:
+    """Starlette's own refusals (404 no such path, 405 wrong method, with its Allow header): typed from the
+    table when it has the status, else the generic "error"."""
     kind = BY_STATUS.get(status)
-    return render(path, status, kind.type if kind else "error", message)
+    return render(path, status, kind.type if kind else "error", message, headers=headers)

@@ -51,8 +51,11 @@ def parse_body(schema: type[BaseModel], data: object) -> BaseModel:
 
 @functools.cache
 def body_schema(endpoint: Callable) -> type[BaseModel] | None:
-    """The wire schema a route handler takes as `body`."""
-    return typing.get_type_hints(endpoint).get("body")
+    """The wire schema a route handler takes as `body` (None for a handler without one)."""
+    try:
+        return typing.get_type_hints(endpoint).get("body")
+    except (NameError, TypeError):
+        return None
 
 
 # --- checks ------------------------------------------------------------------------------------

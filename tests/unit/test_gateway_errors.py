@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from starlette.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from gateway.app import create_app
@@ -137,3 +138,10 @@ def test_bodies_keep_their_shapes():
     assert orjson.loads(error_response(error, "/embed").body) == {"error": "too big", "error_type": "payload_too_large"}
     assert orjson.loads(status_response(405, "Method Not Allowed", "/embed").body) == {
         "error": "Method Not Allowed", "error_type": "error"}
+
+
+def test_a_wrong_method_is_405_with_allow():
+    client = TestClient(create_app(GatewaySettings(triton_urls=["127.0.0.1:1"])))  # no lifespan: no Triton
+    response = client.get("/v1/embeddings")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["error"]["type"] == "error"
