@@ -38,13 +38,23 @@ def decode_texts(values: np.ndarray) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.reshape(-1)]
 
 
-class TokenizerStage:
+class PerRequestStage:
+    """A step that answers each request of a dynamic batch on its own (the engine is the one that does not)."""
+
     def __init__(self, spec: ModelSpec, files: Path) -> None:
-        self.tokenizer = TextTokenizer(files / "tokenizer.json", spec.max_length, spec.pad_token_id)
-        self.with_spans = spec.task_row.spans  # NER maps tokens back to words and characters
+        self.spec = spec
 
     def process(self, requests: list[Request]) -> list[Result]:
         return [self._one(request) for request in requests]
+
+    def _one(self, request: Request) -> Result:
+        raise NotImplementedError
+
+
+class TokenizerStage(PerRequestStage):
+    def __init__(self, spec: ModelSpec, files: Path) -> None:
+        self.tokenizer = TextTokenizer(files / "tokenizer.json", spec.max_length, spec.pad_token_id)
+        self.with_spans = spec.task_row.spans  # NER maps tokens back to words and characters
 
     def _one(self, request: Request) -> Result:
         try:
@@ -69,15 +79,9 @@ class TokenizerStage:
         return result
 
 
-class IdsStage:
+class IdsStage(PerRequestStage):
     """Token ids from the client -> the engine's inputs: the one place where token-id input is truncated
     (or refused as too long), so that ids take the same engine and postprocess as text."""
-
-    def __init__(self, spec: ModelSpec, files: Path) -> None:
-        self.spec = spec
-
-    def process(self, requests: list[Request]) -> list[Result]:
-        return [self._one(request) for request in requests]
 
     def _one(self, request: Request) -> Result:
         rows = request[T.TOKEN_IDS]
@@ -155,13 +159,7 @@ def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
     return padded
 
 
-class EmbeddingPostprocessStage:
-    def __init__(self, spec: ModelSpec, files: Path) -> None:
-        self.spec = spec
-
-    def process(self, requests: list[Request]) -> list[Result]:
-        return [self._one(request) for request in requests]
-
+class EmbeddingPostprocessStage(PerRequestStage):
     def _one(self, request: Request) -> Result:
         pooled = request[T.POOLED]
         n = len(pooled)

@@ -16,7 +16,7 @@ import numpy as np
 from trident import tensors as T
 from trident.postprocess import sigmoid, softmax
 from trident.spec import ModelSpec
-from trident.stages import Request, Result, column, decode_texts, invalid_input
+from trident.stages import PerRequestStage, Request, Result, column, decode_texts, invalid_input
 
 
 def scores_from_logits(logits: np.ndarray, raw: bool) -> np.ndarray:
@@ -27,14 +27,8 @@ def scores_from_logits(logits: np.ndarray, raw: bool) -> np.ndarray:
     return (sigmoid(values) if values.shape[-1] == 1 else softmax(values)).astype(np.float32)
 
 
-class ScoresStage:
+class ScoresStage(PerRequestStage):
     """Reranker / classifier postprocess: LOGITS [n, labels] (+ RAW_SCORES) -> SCORES [n, labels]."""
-
-    def __init__(self, spec: ModelSpec, files: Path) -> None:
-        self.spec = spec
-
-    def process(self, requests: list[Request]) -> list[Result]:
-        return [self._one(request) for request in requests]
 
     def _one(self, request: Request) -> Result:
         logits = request[T.LOGITS]
@@ -43,7 +37,7 @@ class ScoresStage:
         return {T.SCORES: scores.astype(np.float32)}
 
 
-class NerStage:
+class NerStage(PerRequestStage):
     """NER postprocess: one JSON list of entities (BEI's shape) per text."""
 
     def __init__(self, spec: ModelSpec, files: Path) -> None:
@@ -54,9 +48,6 @@ class NerStage:
         self.spec = spec
         self.vocab = Tokenizer.from_file(str(files / "tokenizer.json"))
         self.rule = SubwordRule.from_tokenizer(self.vocab)  # how the pipeline tells subwords apart
-
-    def process(self, requests: list[Request]) -> list[Result]:
-        return [self._one(request) for request in requests]
 
     def _one(self, request: Request) -> Result:
         from trident.ner import aggregate
