@@ -1,1 +1,2 @@
-"""Helpers shared by tests, bench, soak and loadtest: a real stack, a fake Triton, tiny checkpoints, load, reliability checks (/proc lives in cli.procfs)."""
+"""Helpers shared by tests, bench, soak and loadtest: a real stack, a fake Triton, tiny checkpoints,
+load, reliability checks (the /proc helpers live in cli.procfs)."""
