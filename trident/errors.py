@@ -3,7 +3,7 @@
 A stage that refuses a request raises a `StageError`; the Triton adapter sends it as
 `TritonError(encode(error), code)` where `code` is INVALID_ARG for the client's fault and INTERNAL
 for ours. Triton may put words in front of the message (an ensemble adds "in ensemble 'x', "), so the
-receiver looks for `TAG` and reads the JSON after it: the gateway switches on the gRPC status and
+receiver looks for `TAG` and reads the JSON after it: the HTTP side switches on the gRPC status and
 `kind`, never on English text.
 """
 
@@ -17,7 +17,7 @@ TAG = "trident-error "
 
 
 class StageErrorKind(str, Enum):
-    """Why a stage refused a request; the gateway maps each to an HTTP answer."""
+    """Why a stage refused a request; the HTTP side maps each to an answer."""
 
     INPUT_TOO_LONG = "input_too_long"  # details: index, num_tokens, max_length
     INVALID_INPUT = "invalid_input"  # the request's tensors make no sense to the stage
@@ -48,7 +48,7 @@ class InputTooLongError(StageError):
 
 
 def too_long_message(index: int, num_tokens: int, max_length: int) -> str:
-    """The one wording of an over-long input, wherever it is found (stage or gateway)."""
+    """The one wording of an over-long input, wherever it is found (a stage, or the HTTP side)."""
     return (f"input {index} has {num_tokens} tokens, more than the model's maximum of {max_length}; "
             "send truncate=true to cut it")
 

@@ -1,7 +1,7 @@
-"""The model spec: the one description of a built model that the builder writes and everyone reads.
+"""The model spec: the one description of a built model, written at build time and read by everyone.
 
 It travels as `manifest.json` beside the Triton repository and, verbatim, as the `trident_manifest`
-parameter of the ensemble's config, so a gateway pointed at any Triton can discover what it serves.
+parameter of the ensemble's config, so an HTTP front pointed at any Triton can discover what it serves.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ class ModelSpec:
     engine: str = "onnxruntime"
     # Engine model instances in Triton. On CPU each runs ONNX Runtime with cores // instances threads:
     # two single-threaded sessions on 2 cores spent 2.9 ms of CPU per short request, one two-threaded
-    # session 4.3 ms (its threads wait on each other while the gateway and tokenizer hold a core).
+    # session 4.3 ms (its threads wait on each other while the HTTP process and tokenizer hold a core).
     engine_instances: int = 1
     source: str = ""
     revision: str = ""
     content_hash: str = ""
-    builder_version: str = ""
+    builder_version: str = ""  # trident.__version__ of the build
     parity: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

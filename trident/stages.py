@@ -135,7 +135,7 @@ class EngineStage:
 
 
 def load_engine(spec: ModelSpec, files: Path):
-    """The engine spec.engine names, over the files the builder put beside the engine model."""
+    """The engine spec.engine names, over the files the build put beside the engine model."""
     if spec.engine == "torch":
         from trident.torch_engine.engine import TorchEngine
 

@@ -21,7 +21,7 @@ NUM_TOKENS = "NUM_TOKENS"  # TYPE_INT32 [batch, 1]: tokens actually processed, a
 POOLED = "POOLED"  # TYPE_FP32 [batch, dim]: pooled, not normalized
 EMBEDDINGS = "EMBEDDINGS"  # TYPE_FP32 [batch, dim or DIMENSIONS]
 
-# Reranking, classification and NER (see builder.repository.logits_configs / ner_configs).
+# Reranking, classification and NER (which task sends which: its row in trident.tasks).
 RAW_SCORES = "RAW_SCORES"  # TYPE_BOOL, default false: return logits instead of sigmoid / softmax
 AGGREGATION_STRATEGY = "AGGREGATION_STRATEGY"  # TYPE_STRING, NER: none | simple | first | average | max
 OFFSETS = "OFFSETS"  # TYPE_INT32 [batch, longest, 2]: each token's character span in TEXT; NER only
