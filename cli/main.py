@@ -15,8 +15,10 @@ from builder.build import BuildOptions, build, summary
 from builder.config_file import fetched_checkpoint, load_build_config
 from builder.errors import BuildError
 from cli.models import DEFAULT_MODEL_NAME, default_model_dir
+from cli.ports import DEFAULT_TRITON_PORTS, PortInUseError, triton_ports
 from cli.serve import ModelArg, default_models, prepare_model
 from cli.supervisor import DrainingServer, Supervisor, make_server
+from cli.triton_server import TritonStartError
 from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.settings import GatewaySettings
@@ -98,9 +100,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--triton-metrics-url", metavar="URL",
                        help="Triton's Prometheus endpoint to include in GET /metrics "
                             "(default: the started Triton's; none with --triton-url)")
-    serve.add_argument("--triton-http-port", type=int, default=8000)
-    serve.add_argument("--triton-grpc-port", type=int, default=8001)
-    serve.add_argument("--triton-metrics-port", type=int, default=8002)
+    for name, default in DEFAULT_TRITON_PORTS.items():
+        serve.add_argument(f"--triton-{name}-port", type=int, metavar="PORT",
+                           help=f"the started tritonserver's {name} port (default {default} if free, else a free one)")
     _add_build_options(serve)
     _add_gateway_options(serve)
     return root
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             return run_build(args)
         return run_serve(args)
-    except BuildError as exc:
+    except (BuildError, PortInUseError, TritonStartError) as exc:
         print(f"trident: error: {exc}", file=sys.stderr)
         return 2
 
@@ -160,26 +162,30 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     supervisor = None
     triton_urls = list(args.triton_url)
+    triton_server_id = None  # set when we start Triton: the gateway then talks to that one only
     repositories = list(args.repository)
     metrics_url = args.triton_metrics_url
     try:
         if not triton_urls:
+            # Ports first: a port asked for and taken fails now, not after minutes of building.
+            ports = triton_ports({"http": args.triton_http_port, "grpc": args.triton_grpc_port,
+                                  "metrics": args.triton_metrics_port})
             models = [ModelArg.parse(m) for m in args.model] or ([] if args.repository else default_models())
             progress = logging.getLogger("trident.serve").info  # JSON lines too, with --log-format json
             repositories += [prepare_model(m, _build_options(args), progress) for m in models]
-            server = make_server(repositories, args.triton_http_port, args.triton_grpc_port,
-                                 args.triton_metrics_port)
+            server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"])
             supervisor = Supervisor(server)
-            progress(f"starting tritonserver (gRPC {server.url}, HTTP {server.http_port})")
+            progress(f"starting tritonserver {server.server_id} (gRPC {server.url}, HTTP {server.http_port}, "
+                     f"metrics {server.metrics_port})")
             supervisor.start()
-            triton_urls = [server.url]
+            triton_urls, triton_server_id = [server.url], server.server_id
             metrics_url = metrics_url or server.metrics_url
         settings = GatewaySettings(
             triton_urls=triton_urls, max_client_batch_size=args.max_client_batch_size,
             triton_batch_size=args.triton_batch_size, max_payload_bytes=args.max_payload_bytes,
             max_concurrent_requests=args.max_concurrent_requests, request_timeout_s=args.request_timeout,
             auto_truncate=args.auto_truncate, api_key=args.api_key, default_model=args.default_model,
-            triton_metrics_url=metrics_url, repositories=repositories,
+            triton_metrics_url=metrics_url, repositories=repositories, triton_server_id=triton_server_id,
         )
         logging.getLogger("trident.serve").info("gateway on http://%s:%d", args.host, args.port)
         # log_config=None: uvicorn's own loggers go through our (JSON) root handler.

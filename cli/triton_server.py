@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -94,6 +95,8 @@ class TritonServer:
     host: str = "127.0.0.1"
     log_file: Path | None = None
     shm_prefix: str = field(default_factory=lambda: f"{SHM_PREFIX}{uuid.uuid4().hex[:8]}_")
+    # Triton's `--id`, which its server metadata answers: how we (and the gateway) know a port is ours.
+    server_id: str = field(default_factory=lambda: f"trident-{uuid.uuid4().hex[:12]}")
     process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -108,6 +111,7 @@ class TritonServer:
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=true",
             "--disable-auto-complete-config",
+            f"--id={self.server_id}",
             "--exit-timeout-secs=10",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             "--log-verbose=0",
@@ -132,10 +136,14 @@ class TritonServer:
         return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def ready(self) -> bool:
+        """Ready, and the server on our port is this one (not another that held the port first)."""
         try:
             with urlopen(f"http://{self.host}:{self.http_port}/v2/health/ready", timeout=1) as response:
-                return response.status == 200
-        except (URLError, OSError):
+                if response.status != 200:
+                    return False
+            with urlopen(f"http://{self.host}:{self.http_port}/v2", timeout=1) as response:
+                return json.loads(response.read()).get("name") == self.server_id
+        except (URLError, OSError, ValueError):
             return False
 
     def wait_ready(self, timeout: float = 120.0) -> None:

@@ -45,10 +45,11 @@ class Endpoint:
 
 
 class EndpointPool:
-    def __init__(self, urls: list[str], timeout_s: float, probe_interval_s: float = 1.0) -> None:
+    def __init__(self, urls: list[str], timeout_s: float, probe_interval_s: float = 1.0,
+                 server_id: str | None = None) -> None:
         if not urls:
             raise ValueError("at least one Triton URL is needed")
-        self.endpoints = [Endpoint(TritonBackend(url, timeout_s)) for url in urls]
+        self.endpoints = [Endpoint(TritonBackend(url, timeout_s, server_id)) for url in urls]
         self.timeout_s = timeout_s
         self.probe_interval_s = probe_interval_s
         self._turn = itertools.count()

@@ -19,3 +19,6 @@ class GatewaySettings:
     default_model: str | None = None
     triton_metrics_url: str | None = None  # Triton's Prometheus endpoint, appended to GET /metrics
     repositories: list[Path] = field(default_factory=list)  # built repositories: tokenizers for /tokenize
+    # The `--id` of the tritonserver `trident serve` started: readiness requires that server, so another
+    # Triton that happens to hold the port is never taken for ours. None with --triton-url.
+    triton_server_id: str | None = None

@@ -19,7 +19,8 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         # Every --triton-url; quacks like TritonBackend (infer, ready, discover, close).
-        self.backend = EndpointPool(settings.triton_urls, settings.request_timeout_s)
+        self.backend = EndpointPool(settings.triton_urls, settings.request_timeout_s,
+                                    server_id=settings.triton_server_id)
         self.registry = ModelRegistry(settings.default_model)
         self._watcher: asyncio.Task | None = None
 

@@ -75,9 +75,10 @@ def translate(exc: InferenceServerException, offset: int = 0, param: str = "inpu
 
 
 class TritonBackend:
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, server_id: str | None = None) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.server_id = server_id  # when set, only a server answering with this id counts as ready
         self._client: grpcclient.InferenceServerClient | None = None
 
     @property
@@ -103,7 +104,12 @@ class TritonBackend:
 
     async def ready(self) -> bool:
         try:
-            return bool(await self.client.is_server_ready(client_timeout=2.0))
+            if not await self.client.is_server_ready(client_timeout=2.0):
+                return False
+            if self.server_id is None:
+                return True
+            metadata = await self.client.get_server_metadata(as_json=True, client_timeout=2.0)
+            return metadata.get("name") == self.server_id
         except InferenceServerException:
             return False
 

@@ -41,6 +41,7 @@ class Stack:
     triton_http_port: int = field(default_factory=free_port)
     triton_grpc_port: int = field(default_factory=free_port)
     triton_metrics_port: int = field(default_factory=free_port)
+    pin_triton_ports: bool = True  # False: let `trident serve` choose Triton's ports itself
     process: subprocess.Popen | None = None
     _shm_before: set[str] = field(default_factory=set)
 
@@ -53,13 +54,9 @@ class Stack:
         return f"127.0.0.1:{self.triton_grpc_port}"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "cli", "serve", *self.args,
-            "--port", str(self.port),
-            "--triton-http-port", str(self.triton_http_port),
-            "--triton-grpc-port", str(self.triton_grpc_port),
-            "--triton-metrics-port", str(self.triton_metrics_port),
-        ]
+        pinned = ["--triton-http-port", str(self.triton_http_port), "--triton-grpc-port", str(self.triton_grpc_port),
+                  "--triton-metrics-port", str(self.triton_metrics_port)] if self.pin_triton_ports else []
+        return [sys.executable, "-m", "cli", "serve", *self.args, "--port", str(self.port), *pinned]
 
     def start(self, timeout: float = 300.0) -> Stack:
         self._shm_before = shm_regions()
