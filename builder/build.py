@@ -16,10 +16,12 @@ from pathlib import Path
 from builder.checkpoint import content_hash, resolve_checkpoint
 from builder.config_file import check_settings
 from builder.errors import BuildError
+from builder.families import native_checkpoint
 from builder.inspect import inspect_checkpoint, save_tokenizer
 from builder.repository import write_repository
 from trident import __version__
 from trident.spec import ModelSpec
+from trident.tasks import tasks_for_route
 
 Progress = Callable[[str], None]
 # Two single-threaded ONNX Runtime sessions beat one two-threaded one on a shared 2-core machine (spec.py).
@@ -58,8 +60,22 @@ def default_name(model_dir: Path, model: str) -> str:
 
 def build(options: BuildOptions, progress: Progress = print) -> BuildResult:
     started = time.monotonic()
-    model_dir = resolve_checkpoint(options.model, options.revision)
-    name = options.name or default_name(model_dir, options.model)
+    published_dir = resolve_checkpoint(options.model, options.revision)
+    # A family published in a layout that needs its own code is converted to a native one first (families/).
+    with native_checkpoint(published_dir, options.task or _task_of_route(options.default_route), options.out,
+                           progress) as model_dir:
+        return _build(options, published_dir, model_dir, started, progress)
+
+
+def _task_of_route(route: str | None) -> str | None:
+    tasks = tasks_for_route(route) if route else ()
+    return tasks[0] if len(tasks) == 1 else None
+
+
+def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started: float,
+           progress: Progress) -> BuildResult:
+    """The build of `model_dir` (the published folder, or its native conversion); hashed as published."""
+    name = options.name or default_name(published_dir, options.model)
     progress(f"inspecting {model_dir}")
     spec = inspect_checkpoint(model_dir, name, options.task, options.pooling, options.max_length,
                               options.trust_remote_code)
@@ -72,11 +88,11 @@ def build(options: BuildOptions, progress: Progress = print) -> BuildResult:
     spec.max_length = _bounded_max_length(spec.max_length, options, progress)
     spec.quantization = options.quantization
     spec.default_route = options.default_route or spec.default_route
-    spec.source = str(model_dir) if Path(options.model).is_dir() else options.model
+    spec.source = str(published_dir) if Path(options.model).is_dir() else options.model
     spec.revision = options.revision or ""
     spec.builder_version = __version__
     progress("hashing the checkpoint")
-    spec.content_hash = content_hash(model_dir)
+    spec.content_hash = content_hash(published_dir)
     options.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".trident-build-", dir=options.out) as staging:
         staging_dir = Path(staging)

@@ -63,7 +63,9 @@ def inspect_checkpoint(
     modules = _sentence_transformers_modules(model_dir)
     causal = model_type in CAUSAL_TYPES
     row = task_of(task)
-    head = embedding_head(model_dir, modules, causal, pooling) if row.pools else []
+    # A decoder made bidirectional (builder/families/bidirectional.py) pools like an encoder by default.
+    pools_last = causal and config.get("is_causal") is not False
+    head = embedding_head(model_dir, modules, pools_last, pooling) if row.pools else []
     tokenizer_info = _tokenizer_info(model_dir)
     spec = ModelSpec(
         name=name,

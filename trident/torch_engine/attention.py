@@ -84,6 +84,8 @@ def varlen_attention(
     if kwargs.get("softcap") is not None:
         raise ValueError(f"{VARLEN} attention has no logit soft-capping; serve this model with padded attention")
     causal = bool(getattr(module, "is_causal", False) if is_causal is None else is_causal)
+    # A decoder served bidirectionally says so in its config (is_causal false); its layers still say causal.
+    causal = causal and getattr(getattr(module, "config", None), "is_causal", True) is not False
     scale = scaling if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
     window = kwargs.get("sliding_window")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, head_dim]

@@ -1,0 +1,233 @@
+"""Families published in layouts that need their own code, served as published (builder/families/).
+
+Each case is a tiny random checkpoint in the family's published layout (testkit/published.py: original
+config keys and weight names, auto_map to code that is absent), built through `trident serve`'s own path
+and served, all of them, by ONE tritonserver + gateway. The answers are compared with references that
+never go through Trident's conversions: transformers' native classes on the same weights saved in their
+native layout (or sentence-transformers on a native folder), each input alone:
+
+- embeddings: max abs <= 1e-4 and cosine >= 0.9999;
+- scores: within 1e-4;
+- every input alone equals itself inside a mixed-length batch within 1e-5.
+
+The largest difference of each comparison is printed at the end of the module (run with -s).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from builder.errors import BuildError
+from testkit import published as pub
+from testkit.stack import Stack
+
+TOLERANCE = 1e-4
+MIN_COSINE = 0.9999
+PADDING_TOLERANCE = 1e-5
+MAX_LENGTH = 64
+BIGGEST: dict[str, float] = {}
+
+TEXTS = [
+    "hi",
+    "The quick brown fox jumps over the lazy dog.",
+    "Zürich, São Paulo, Kraków: naïve café déjà vu.",
+    "I love this 😀🚀 so much!!!",
+    "people often find the water by the house very cold in the long winter nights " * 3,
+    "a",
+    "the world is a small place and every day we make new words " * 40,  # past the maximum: truncated
+]
+
+# name -> what makes it, under its own folder
+MAKERS: dict[str, Callable[[Path], pub.PublishedModel | Path]] = {
+    "llama-bidirec": lambda root: pub.make_llama_bidirec(root, seed=1),
+    "qwen3-bidirectional": lambda root: pub.make_bidirectional_flag(root, "qwen3", seed=2),
+    "embeddinggemma": lambda root: pub.make_embedding_gemma(root, seed=3),
+}
+
+
+def note_gap(name: str, gap: float) -> None:
+    BIGGEST[name] = max(BIGGEST.get(name, 0.0), gap)
+
+
+# --- checkpoints, builds, the stack ---
+
+
+def _prepare(name: str, path: str) -> Path:
+    """One build in a worker process: one torch thread each, two builds at a time on two cores."""
+    torch.set_num_threads(1)
+    from cli.serve import ModelArg, prepare_model
+
+    options = {"task": None, "pooling": None, "max_length": None, "max_num_tokens": 16384,
+               "trust_remote_code": False}
+    return prepare_model(ModelArg(path, name), options, progress=lambda _: None)
+
+
+def published_folder(made: pub.PublishedModel | Path) -> Path:
+    return made.published if isinstance(made, pub.PublishedModel) else made
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pub.PublishedModel | Path]:
+    root = tmp_path_factory.mktemp("families")
+    return {name: make(root / name) for name, make in MAKERS.items()}
+
+
+@pytest.fixture(scope="module")
+def repositories(models: dict[str, pub.PublishedModel | Path]) -> dict[str, Path]:
+    """Every build, two at a time (cached by content hash: a rerun builds nothing)."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_prepare, name, str(published_folder(made))) for name, made in models.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.fixture(scope="module")
+def family_stack(repositories: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    args = [arg for repository in repositories.values() for arg in ("--repository", str(repository))]
+    server = Stack(args, tmp_path_factory.mktemp("families-stack") / "serve.log").start()
+    yield server
+    server.stop()
+    if BIGGEST:
+        print("\nlargest differences:\n" + "\n".join(f"  {k}: {v:.2e}" for k, v in sorted(BIGGEST.items())))
+
+
+def post(stack: Stack, path: str, body: object) -> object:
+    response = httpx.post(f"{stack.base_url}{path}", json=body, timeout=120)
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}"
+    return response.json()
+
+
+def embed(stack: Stack, model: str, texts: list[str], **extra: object) -> np.ndarray:
+    answer = post(stack, "/v1/embeddings", {"input": texts, "model": model, **extra})
+    return np.array([item["embedding"] for item in answer["data"]], dtype=np.float32)
+
+
+def assert_embeddings_close(name: str, served: np.ndarray, reference: np.ndarray) -> None:
+    assert served.shape == reference.shape, f"{name}: {served.shape} != {reference.shape}"
+    cosine = (served * reference).sum(1) / np.linalg.norm(served, axis=1) / np.linalg.norm(reference, axis=1)
+    gap = float(np.abs(served - reference).max())
+    note_gap(f"{name} 1 - cosine", float(1 - cosine.min()))
+    note_gap(f"{name} vs reference (max abs)", gap)
+    assert cosine.min() >= MIN_COSINE, f"{name}: cosine {cosine.min():.6f}"
+    assert gap <= TOLERANCE, f"{name}: max abs diff {gap:.2e} > {TOLERANCE}"
+
+
+def assert_padding_free(name: str, batched: list[np.ndarray], alone: list[np.ndarray]) -> None:
+    gap = max(float(np.abs(b - a).max()) for b, a in zip(batched, alone, strict=True))
+    note_gap(f"{name} alone vs mixed batch", gap)
+    assert gap <= PADDING_TOLERANCE, f"{name}: an input alone differs from itself in a mixed batch by {gap:.2e}"
+
+
+def check_embeddings(stack: Stack, name: str, texts: list[str], reference: np.ndarray, **extra: object) -> None:
+    served = embed(stack, name, texts, **extra)
+    assert_embeddings_close(name, served, reference)
+    alone = [embed(stack, name, [text], **extra)[0] for text in texts]
+    assert_padding_free(name, list(served), alone)
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def mean_pool(hidden: torch.Tensor) -> np.ndarray:
+    return hidden[0].mean(0).numpy()
+
+
+# --- bidirectional decoders ---
+
+
+def bidirectional_reference(native: Path, texts: list[str]) -> np.ndarray:
+    """The native decoder with its causal mask replaced by the padding mask: each text alone, so an all-zero
+    additive 4D mask (every token sees every token), mean pooled, normalized."""
+    tokenizer = AutoTokenizer.from_pretrained(native)
+    model = AutoModel.from_pretrained(native, attn_implementation="eager").eval()
+    assert getattr(model.config, "is_causal", True), "the reference must be the plain (causal) class"
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            ids = tokenizer(text, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")["input_ids"]
+            mask = torch.zeros(1, 1, ids.shape[1], ids.shape[1])
+            rows.append(mean_pool(model(input_ids=ids, attention_mask=mask).last_hidden_state))
+    return normalized(np.stack(rows))
+
+
+@pytest.mark.parametrize("name", ["llama-bidirec", "qwen3-bidirectional"])
+def test_bidirectional_decoders(family_stack, models, name):
+    texts = [pub.NEMOTRON_PROMPTS["query"] + text for text in TEXTS] if name == "llama-bidirec" else TEXTS
+    reference = bidirectional_reference(models[name].native, texts)
+    extra = {"prompt_name": "query"} if name == "llama-bidirec" else {}
+    check_embeddings(family_stack, name, TEXTS, reference, **extra)
+
+
+def test_bidirectional_is_not_causal(family_stack, models):
+    """A causal run of the same weights is far from what is served: the conversion is what makes it match."""
+    tokenizer = AutoTokenizer.from_pretrained(models["qwen3-bidirectional"].native)
+    model = AutoModel.from_pretrained(models["qwen3-bidirectional"].native).eval()
+    with torch.inference_mode():
+        causal = normalized(np.stack([mean_pool(model(**tokenizer(t, return_tensors="pt")).last_hidden_state)
+                                      for t in TEXTS[1:3]]))
+    assert float(np.abs(embed(family_stack, "qwen3-bidirectional", TEXTS[1:3]) - causal).max()) > 1e-2
+
+
+def test_llama_bidirec_without_sentence_transformers_files_pools_mean(tmp_path):
+    """Without modules.json the config's `pooling: avg` decides (mean, normalized), not the decoder's last token."""
+    from builder.families import native_checkpoint
+    from builder.inspect import inspect_checkpoint
+
+    made = pub.make_llama_bidirec(tmp_path / "m", sentence_transformers=False)
+    with native_checkpoint(made.published, None, tmp_path / "work", lambda _: None) as native:
+        spec = inspect_checkpoint(native, "m")
+        config = json.loads((native / "config.json").read_text())
+    assert (config["model_type"], config["is_causal"], config["architectures"]) == ("llama", False, ["LlamaModel"])
+    assert "auto_map" not in config
+    assert [module["type"] for module in spec.head] == ["Pooling", "Normalize"] and spec.pooling == "mean"
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3"])
+def test_use_bidirectional_attention_turns_causality_off(tmp_path, family):
+    from builder.families import native_checkpoint
+
+    made = pub.make_bidirectional_flag(tmp_path, family)
+    with native_checkpoint(made.published, None, tmp_path / "work", lambda _: None) as native:
+        config = json.loads((native / "config.json").read_text())
+        assert (native / "model.safetensors").resolve() == (made.published / "model.safetensors").resolve()
+    assert config["model_type"] == family and config["is_causal"] is False
+    assert "use_bidirectional_attention" not in config
+
+
+# --- EmbeddingGemma ---
+
+
+@pytest.mark.parametrize("prompt_name", [None, "query", "document", "STS"])
+def test_embeddinggemma_matches_sentence_transformers(family_stack, models, prompt_name):
+    from sentence_transformers import SentenceTransformer
+
+    reference_model = SentenceTransformer(str(models["embeddinggemma"]), device="cpu")
+    reference = reference_model.encode(TEXTS, prompt_name=prompt_name, convert_to_numpy=True, batch_size=4)
+    extra = {"prompt_name": prompt_name} if prompt_name else {}
+    check_embeddings(family_stack, "embeddinggemma", TEXTS, reference, **extra)
+
+
+# --- families Trident does not implement ---
+
+
+def test_unknown_remote_code_is_still_refused(tmp_path):
+    """A checkpoint of a family no conversion knows keeps the clear refusal."""
+    from builder.build import BuildOptions, build
+    from testkit.factories import make_tiny_bert
+
+    model = make_tiny_bert(tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    config.update(model_type="mystery_bert", auto_map={"AutoModel": "modeling_mystery.MysteryModel"})
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BuildError, match="--trust-remote-code"):
+        build(BuildOptions(model=str(model), out=tmp_path / "out"), progress=lambda _: None)
