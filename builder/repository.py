@@ -27,6 +27,10 @@ from trident.spec import MANIFEST_PARAMETER, ModelSpec
 from trident.tasks import ids_model
 
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
+# Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
+# an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
+# manifest's quantization ranges.
+REPOSITORY_FORMAT = 2
 MAX_BATCH_SIZE = 256
 # Queue delays: the engine waits a little for a fuller batch; the cheap steps do not.
 QUEUE_DELAY_US = {"tokenizer": 100, "ids": 100, "engine": 500, "postprocess": 0}
@@ -62,19 +66,20 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     tokens = [Tensor(T.INPUT_IDS, (-1,), ragged=True), Tensor(T.TOKEN_TYPE_IDS, (-1,), ragged=True),
               Tensor(T.NUM_TOKENS, ragged=True)]
     spans = [Tensor(T.OFFSETS, (-1, 2), ragged=True), Tensor(T.WORD_IDS, (-1,), ragged=True)] if task.spans else []
-    truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT))
+    truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT, T.MAX_TOKENS))
     text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation]
+    timing = [Tensor(T.TOKENIZE_NS)]  # straight out of the ensemble: x-tokenization-time
     width = spec.dim if task.pools else spec.num_labels
     engine_output = Tensor(task.engine_output, (-1, width) if task.per_token else (width,), ragged=task.per_token)
     context = [Tensor(T.TEXT), tokens[0], *spans, tokens[2]] if task.spans else []  # NER cuts words from TEXT
     steps = {
-        "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans),
+        "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans + timing),
         "engine": Step("engine", "engine", tokens, [engine_output]),
         "postprocess": Step("postprocess", task.postprocess, [*context, engine_output, *optional(task.options)],
-                            [Tensor(name, _output_dims(name, spec)) for name in task.outputs[:-1]]),
+                            [Tensor(name, _output_dims(name, spec)) for name in task.outputs]),
     }
     if task.token_ids:
-        steps["ids"] = Step("ids", "ids", [Tensor(T.TOKEN_IDS, (-1,), ragged=True), *truncation], tokens)
+        steps["ids"] = Step("ids", "ids", [Tensor(T.TOKEN_IDS, (-1,), ragged=True), *truncation], tokens + timing)
     return steps
 
 
@@ -124,7 +129,8 @@ def ensemble_config(spec: ModelSpec, steps: dict[str, Step], first: str) -> pb.M
             entry.output_map[tensor.name] = tensor.name
     options = [t for t in chain[2].inputs if t.name in spec.task_row.options]
     _declare([replace(t, ragged=False) for t in [*chain[0].inputs, *options]], config.input, is_input=True)
-    _declare([Tensor(name, _output_dims(name, spec)) for name in spec.task_row.outputs], config.output, False)
+    _declare([Tensor(name, _output_dims(name, spec)) for name in spec.task_row.ensemble_outputs], config.output,
+             False)
     if first == "tokenizer":
         _manifest(config, spec)
     return config

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from builder.build import BuildOptions, build, default_name, summary
 from builder.checkpoint import content_hash, resolve_checkpoint
+from builder.repository import REPOSITORY_FORMAT
 from cli.models import DEFAULT_MODEL_NAME, build_key, cache_root, default_model_dir
 from trident import __version__
 
@@ -30,7 +31,7 @@ def prepare_model(model: ModelArg, build_options: dict[str, object], progress=pr
     """Return a repository folder holding this model, building it only if no matching build exists."""
     model_dir = resolve_checkpoint(model.source)
     name = model.name or default_name(model_dir, model.source)
-    key = build_key(content_hash(model_dir), __version__, {"name": name, **build_options})
+    key = build_key(content_hash(model_dir), f"{__version__}/{REPOSITORY_FORMAT}", {"name": name, **build_options})
     repository = cache_root() / "builds" / key
     if (repository / name / "manifest.json").is_file():
         progress(f"reusing the build of {name} in {repository}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -35,8 +35,8 @@ class Job:
     param: str  # the request field the inputs came from: errors name it
     truncate: bool
     truncate_left: bool
+    max_tokens: int | None = None  # a cap below the model's maximum, per input (per document of a pair)
     characters: int = 0  # characters as the client sent them, before any prompt (x-compute-characters)
-    tokenization_s: ClassVar[float | None] = None  # the gateway's own tokenizing: none, Triton tokenizes text
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -52,8 +52,11 @@ class Job:
         raise NotImplementedError
 
     def truncation(self, n: int) -> Tensors:
-        return {T.TRUNCATE: column(self.truncate, n, np.bool_),
-                T.TRUNCATE_LEFT: column(self.truncate_left, n, np.bool_)}
+        tensors = {T.TRUNCATE: column(self.truncate, n, np.bool_),
+                   T.TRUNCATE_LEFT: column(self.truncate_left, n, np.bool_)}
+        if self.max_tokens:
+            tensors[T.MAX_TOKENS] = column(self.max_tokens, n, np.int32)
+        return tensors
 
 
 @dataclass(kw_only=True)
@@ -86,7 +89,6 @@ class TokenIdsJob(EmbeddingJob):
     them as too long) as the tokenizer does text."""
 
     token_ids: list[list[int]]  # each non-empty, inside the vocabulary
-    tokenization_s: ClassVar[float | None] = 0.0  # nothing to tokenize: a true 0 in x-tokenization-time
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -178,6 +180,11 @@ class Result:
     def num_tokens(self) -> int:
         return int(self.outputs[T.NUM_TOKENS].sum())
 
+    @property
+    def tokenization_s(self) -> float:
+        """What the tokenizer (or ids) steps of all sub-requests spent, as they measured it themselves."""
+        return int(self.outputs[T.TOKENIZE_NS].sum()) / 1e9
+
 
 class Backend(Protocol):
     async def infer(self, model: str, tensors: Tensors, outputs: tuple[str, ...], offset: int = 0,
@@ -186,12 +193,12 @@ class Backend(Protocol):
 
 async def run(backend: Backend, spec: ModelSpec, job: Job, step: int) -> Result:
     """The job as sub-requests of at most `step` inputs, run concurrently, gathered in order."""
-    outputs, model = spec.task_row.outputs, job.model(spec)
+    outputs, model = spec.task_row.ensemble_outputs, job.model(spec)
     parts = await asyncio.gather(*(backend.infer(model, job.tensors(start, end), outputs, offset=start,
                                                  param=job.param)
                                    for start, end in job.spans(step)))
     result = Result({name: parts[0][name] if len(parts) == 1 else np.concatenate([part[name] for part in parts])
                      for name in outputs})
     note_usage(model=spec.name, inputs=len(job), tokens=result.num_tokens, characters=job.characters,
-               tokenization_s=job.tokenization_s)
+               tokenization_s=result.tokenization_s)
     return result

@@ -16,6 +16,7 @@ class Gates:
 OPEN_PATHS = {
     # A load balancer's probe: no key, never 429; 503 while draining, so it stops sending here.
     "/health": Gates(key=False, admitted=False),
+    "/ping": Gates(key=False, admitted=False),  # SageMaker's /health
     # Scraped under overload and while draining, but only with the key.
     "/metrics": Gates(admitted=False, drains=False),
 }

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from gateway import validation as check
+from gateway.embedding_types import EmbeddingType
+from gateway.errors import ApiError, ErrorKind
 from gateway.jobs import DecodeJob, EmbeddingJob, EmbedJob, NerJob, ScoreJob, TokenIdsJob, TokenizeJob
 from gateway.settings import GatewaySettings
 from trident.spec import ModelSpec
@@ -74,18 +76,98 @@ class EmbedRequest(Lenient):
     normalize: StrictBool = True
     prompt_name: StrictStr | None = None
     dimensions: StrictInt | None = None
+    embedding_type: EmbeddingType = Field("float", description="Trident extension: Cohere's embedding types")
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbeddingJob:
-        return embedding_job(self, self.inputs, "inputs", spec, settings, normalize=self.normalize)
+        job = embedding_job(self, self.inputs, "inputs", spec, settings, normalize=self.normalize)
+        check.check_embedding_types([self.embedding_type], spec, self.normalize, self.dimensions, "embedding_type")
+        return job
 
 
-def rerank_job(body: RerankRequest | CohereRerankRequest, documents: list[str], param: str,
-               settings: GatewaySettings, raw_scores: bool) -> ScoreJob:
+class SimilarityInputs(Lenient):
+    source_sentence: StrictStr
+    sentences: list[StrictStr]
+
+
+class SimilarityRequest(Lenient):
+    """TEI's `POST /similarity`: the cosine of the source sentence with each of the sentences."""
+
+    inputs: SimilarityInputs
+    model: StrictStr | None = None
+    truncate: StrictBool | None = None
+    truncation_direction: Direction = "right"
+    prompt_name: StrictStr | None = None
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
+        source, sentences = self.inputs.source_sentence, self.inputs.sentences
+        check.check_texts([source], "source_sentence")
+        check.check_texts(sentences, "sentences")
+        check.check_batch(len(sentences), settings, "sentences")
+        texts = [source, *sentences]
+        return EmbedJob(texts=check.apply_prompt(texts, spec, self.prompt_name), characters=sum(map(len, texts)),
+                        param="sentences", **self.truncation(settings), normalize=True, dimensions=None)
+
+
+CohereTruncate = Literal["NONE", "START", "END"]
+InputType = Literal["search_query", "search_document", "classification", "clustering"]
+
+
+class CohereContent(Lenient):
+    type: Literal["text"] = Field(description="text only: Trident embeds no images")
+    text: StrictStr
+
+
+class CohereInput(Lenient):
+    content: list[CohereContent]
+
+
+class CohereEmbedRequest(Lenient):
+    """Cohere's `POST /v2/embed`: `texts`, or `inputs` of one text content each. The vectors are always
+    normalized (as Cohere's are); `input_type` picks the model's prompt of that kind."""
+
+    texts: list[StrictStr] | None = None
+    inputs: list[CohereInput] | None = None
+    model: StrictStr | None = None
+    input_type: InputType | None = None
+    embedding_types: list[EmbeddingType] = Field(default_factory=lambda: ["float"], min_length=1)
+    output_dimension: StrictInt | None = Field(None, description="Matryoshka: keep the first N components")
+    truncate: CohereTruncate = "END"
+    max_tokens: StrictInt | None = Field(None, ge=1, description="cut (or, with truncate NONE, refuse) inputs "
+                                         "longer than this many tokens")
+
+    def input_texts(self) -> tuple[list[str], str]:
+        """The texts and the field they came from."""
+        if (self.texts is None) == (self.inputs is None):
+            raise ApiError(ErrorKind.VALIDATION, "send either `texts` or `inputs`", param="texts")
+        if self.texts is not None:
+            return list(self.texts), "texts"
+        for index, item in enumerate(self.inputs):
+            if len(item.content) != 1:
+                raise ApiError(ErrorKind.VALIDATION, f"`inputs` item {index} has {len(item.content)} "
+                                     "content parts; Trident embeds one text per input", param="inputs")
+        return [item.content[0].text for item in self.inputs], "inputs"
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
+        texts, param = self.input_texts()
+        check.check_texts(texts, param)
+        check.check_batch(len(texts), settings, param)
+        check.check_dimensions(self.output_dimension, spec, "output_dimension")
+        types = self.embedding_types
+        check.check_embedding_types(types, spec, normalized=True, dimensions=self.output_dimension,
+                                    param="embedding_types")
+        return EmbedJob(texts=check.prompt_for_input_type(texts, spec, self.input_type),
+                        characters=sum(map(len, texts)), param=param, truncate=self.truncate != "NONE",
+                        truncate_left=self.truncate == "START", max_tokens=self.max_tokens, normalize=True,
+                        dimensions=self.output_dimension)
+
+
+def rerank_job(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest, documents: list[str], param: str,
+               settings: GatewaySettings, raw_scores: bool, max_tokens: int | None = None) -> ScoreJob:
     check.check_texts([body.query], "query")
     check.check_texts(documents, param)
     check.check_batch(len(documents), settings, param)
     return ScoreJob(texts=[body.query] * len(documents), pairs=list(documents), param=param,
-                    **body.truncation(settings), raw_scores=raw_scores,
+                    **body.truncation(settings), max_tokens=max_tokens, raw_scores=raw_scores,
                     characters=len(body.query) * len(documents) + sum(map(len, documents)))
 
 
@@ -124,6 +206,24 @@ class CohereRerankRequest(Lenient):
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
         return rerank_job(self, self.document_texts(), "documents", settings, raw_scores=False)
+
+
+class CohereV2RerankRequest(Lenient):
+    """Cohere's `POST /v2/rerank`: documents as strings; pairs are cut to fit the model, each document first
+    to `max_tokens_per_doc` tokens when given."""
+
+    query: StrictStr
+    documents: list[StrictStr]
+    model: StrictStr | None = None
+    top_n: StrictInt | None = Field(None, ge=1, description="Keep the N best documents (default: all)")
+    max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
+
+    def truncation(self, settings: GatewaySettings) -> dict[str, bool]:
+        return {"truncate": True, "truncate_left": False}  # Cohere always cuts what does not fit
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
+        return rerank_job(self, self.documents, "documents", settings, raw_scores=False,
+                          max_tokens=self.max_tokens_per_doc)
 
 
 class PredictRequest(Lenient):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.embedding_types import BY_RANGES
 from gateway.errors import ApiError, ErrorKind
 from gateway.settings import GatewaySettings
 from trident.spec import ModelSpec
@@ -96,11 +97,47 @@ def check_token_ids(token_ids: Sequence[Sequence[int]], vocab_size: int, param: 
                            f"vocabulary [0, {vocab_size})", param=param)
 
 
-def check_dimensions(dimensions: int | None, spec: ModelSpec) -> None:
+def check_dimensions(dimensions: int | None, spec: ModelSpec, param: str = "dimensions") -> None:
     if dimensions is not None and not 1 <= dimensions <= spec.dim:
         raise ApiError(ErrorKind.VALIDATION,
-                       f"`dimensions` must be between 1 and {spec.dim} for {spec.name}, got {dimensions}",
-                       param="dimensions")
+                       f"`{param}` must be between 1 and {spec.dim} for {spec.name}, got {dimensions}",
+                       param=param)
+
+
+def check_embedding_types(types: Sequence[str], spec: ModelSpec, normalized: bool, dimensions: int | None,
+                          param: str) -> None:
+    """int8 / uint8 need the ranges the builder calibrated, which describe the model's normalized vectors
+    with all their dimensions: other shapes would be clipped by ranges that are not theirs."""
+    by_ranges = [kind for kind in types if kind in BY_RANGES]
+    if not by_ranges:
+        return
+    if not spec.quantization_ranges:
+        raise ApiError(ErrorKind.VALIDATION, f"{spec.name} has no calibrated quantization ranges for "
+                       f"{by_ranges[0]} (it was built before Trident calibrated them): rebuild it, or ask for "
+                       "float, base64, binary or ubinary", param=param)
+    if not normalized or (dimensions is not None and dimensions != spec.dim):
+        raise ApiError(ErrorKind.VALIDATION, f"{by_ranges[0]} embeddings use the ranges calibrated on "
+                       f"{spec.name}'s normalized {spec.dim}-dimension vectors (`quantization_ranges` in /info): "
+                       "ask for them normalized and with all dimensions, or ask for float, base64, binary or "
+                       "ubinary", param=param)
+
+
+# Cohere's input_type -> the prompt names a model may have for it, in order of preference.
+INPUT_TYPE_PROMPTS = {
+    "search_query": ("query", "search_query"),
+    "search_document": ("document", "passage", "search_document"),
+    "classification": ("classification",),
+    "clustering": ("clustering",),
+}
+
+
+def prompt_for_input_type(texts: list[str], spec: ModelSpec, input_type: str | None) -> list[str]:
+    """Cohere's `input_type` as the model's own prompt of that kind; a model without one embeds the texts
+    as they are (not with its default prompt, which may be the other side's). No input_type: the default."""
+    if input_type is None:
+        return apply_prompt(texts, spec, None)
+    name = next((name for name in INPUT_TYPE_PROMPTS[input_type] if name in spec.prompts), None)
+    return [spec.prompts[name] + text for text in texts] if name else texts
 
 
 def apply_prompt(texts: list[str], spec: ModelSpec, prompt_name: str | None) -> list[str]:

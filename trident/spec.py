@@ -53,6 +53,9 @@ class ModelSpec:
     content_hash: str = ""
     builder_version: str = ""  # trident.__version__ of the build
     parity: dict[str, Any] = field(default_factory=dict)
+    # Embeddings: [[min per dimension], [max per dimension]] of the normalized vectors of a fixed calibration
+    # text set (builder.calibration): the ranges of int8 / uint8 embeddings (`quantize_embeddings`' `ranges`).
+    quantization_ranges: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         task_of(self.task)  # an unknown task fails here

@@ -7,6 +7,7 @@ directly. A step gets every request of one dynamic batch at once, so it can work
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,16 @@ def decode_texts(values: np.ndarray) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.reshape(-1)]
 
 
+def spread_ns(started_ns: int, n: int) -> np.ndarray:
+    """The nanoseconds since `started_ns` as TOKENIZE_NS: one share per item, summing exactly to the total
+    (the gateway adds up the items of all its sub-requests)."""
+    total = max(0, time.perf_counter_ns() - started_ns)
+    shares = np.full((n, 1), total // max(n, 1), dtype=np.int64)
+    if n:
+        shares[0, 0] += total % n
+    return shares
+
+
 class PerRequestStage:
     """A step that answers each request of a dynamic batch on its own (the engine is the one that does not)."""
 
@@ -57,6 +68,7 @@ class TokenizerStage(PerRequestStage):
         self.with_spans = spec.task_row.spans  # NER maps tokens back to words and characters
 
     def _one(self, request: Request) -> Result:
+        started = time.perf_counter_ns()
         try:
             texts = decode_texts(request[T.TEXT])
             pairs = decode_texts(request[T.TEXT_PAIR]) if request.get(T.TEXT_PAIR) is not None else None
@@ -66,6 +78,7 @@ class TokenizerStage(PerRequestStage):
                 pairs,
                 truncate=column(request.get(T.TRUNCATE), n, True),
                 left=column(request.get(T.TRUNCATE_LEFT), n, False),
+                max_tokens=column(request.get(T.MAX_TOKENS), n, 0),
             )
         except (ValueError, UnicodeDecodeError) as exc:
             return invalid_input(exc)
@@ -76,6 +89,7 @@ class TokenizerStage(PerRequestStage):
         }
         if self.with_spans:
             result[T.OFFSETS], result[T.WORD_IDS] = batch.spans()
+        result[T.TOKENIZE_NS] = spread_ns(started, n)
         return result
 
 
@@ -84,18 +98,22 @@ class IdsStage(PerRequestStage):
     (or refused as too long), so that ids take the same engine and postprocess as text."""
 
     def _one(self, request: Request) -> Result:
+        started = time.perf_counter_ns()
         rows = request[T.TOKEN_IDS]
         n = len(rows)
         truncate, left = column(request.get(T.TRUNCATE), n, True), column(request.get(T.TRUNCATE_LEFT), n, False)
+        caps = column(request.get(T.MAX_TOKENS), n, 0)
         kept = []
         for i, row in enumerate(rows):
             ids = row[: sent_length(row)]
-            if len(ids) > self.spec.max_length and not truncate[i]:
-                return InputTooLongError(i, len(ids), self.spec.max_length)
-            kept.append(keep_tokens(ids, self.spec.max_length, left[i]))
+            limit = min(caps[i], self.spec.max_length) if caps[i] > 0 else self.spec.max_length
+            if len(ids) > limit and not truncate[i]:
+                return InputTooLongError(i, len(ids), limit)
+            kept.append(keep_tokens(ids, limit, left[i]))
         input_ids, _ = pad(kept, self.spec.pad_token_id, "right")
         return {T.INPUT_IDS: input_ids, T.TOKEN_TYPE_IDS: np.zeros_like(input_ids),
-                T.NUM_TOKENS: np.array([len(ids) for ids in kept], dtype=np.int32).reshape(-1, 1)}
+                T.NUM_TOKENS: np.array([len(ids) for ids in kept], dtype=np.int32).reshape(-1, 1),
+                T.TOKENIZE_NS: spread_ns(started, n)}
 
 
 def sent_length(row: np.ndarray) -> int:

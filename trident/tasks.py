@@ -19,8 +19,9 @@ class Task:
     engine_output: str  # what the engine model returns: T.POOLED (pooled vectors) or T.LOGITS
     postprocess: str  # the stage's source folder under model_repository/ (its model.py names the class)
     options: tuple[str, ...]  # per-request option tensors the postprocess reads (all optional)
-    outputs: tuple[str, ...]  # the ensemble's outputs; T.NUM_TOKENS is always the last
+    outputs: tuple[str, ...]  # the postprocess step's outputs (the ensemble adds TOKENIZER_OUTPUTS)
     routes: tuple[str, ...]  # the inference routes that serve it; the first is its default route
+    invocations_route: str  # what SageMaker's POST /invocations answers as: TEI's route for the task
     pairs: bool = False  # accepts (text, text_pair) inputs
     spans: bool = False  # the tokenizer also sends character offsets and word ids (and TEXT reaches postprocess)
     token_ids: bool = False  # clients may send token ids: a second ensemble `<name>_ids` takes them
@@ -29,6 +30,10 @@ class Task:
     @property
     def default_route(self) -> str:
         return self.routes[0]
+
+    @property
+    def ensemble_outputs(self) -> tuple[str, ...]:
+        return (*self.outputs, *TOKENIZER_OUTPUTS)
 
     @property
     def pools(self) -> bool:
@@ -41,19 +46,23 @@ class Task:
         return self.engine_output == T.LOGITS and not self.per_token
 
 
+# What the tokenizer (or ids) step answers besides the engine's inputs, straight out of every ensemble.
+TOKENIZER_OUTPUTS = (T.NUM_TOKENS, T.TOKENIZE_NS)
+
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("embedding", auto_class="AutoModel", engine_output=T.POOLED, postprocess="postprocess",
-         options=(T.NORMALIZE, T.DIMENSIONS), outputs=(T.EMBEDDINGS, T.NUM_TOKENS),
-         routes=("/v1/embeddings", "/embed"), token_ids=True),
+         options=(T.NORMALIZE, T.DIMENSIONS), outputs=(T.EMBEDDINGS,),
+         routes=("/v1/embeddings", "/embed", "/v2/embed", "/similarity"), invocations_route="/embed",
+         token_ids=True),
     Task("reranker", auto_class="AutoModelForSequenceClassification", engine_output=T.LOGITS, postprocess="scores",
-         options=(T.RAW_SCORES,), outputs=(T.SCORES, T.NUM_TOKENS),
-         routes=("/rerank", "/v1/rerank", "/predict"), pairs=True),
+         options=(T.RAW_SCORES,), outputs=(T.SCORES,),
+         routes=("/rerank", "/v1/rerank", "/v2/rerank", "/predict"), invocations_route="/rerank", pairs=True),
     Task("classifier", auto_class="AutoModelForSequenceClassification", engine_output=T.LOGITS, postprocess="scores",
-         options=(T.RAW_SCORES,), outputs=(T.SCORES, T.NUM_TOKENS),
-         routes=("/predict",), pairs=True),
+         options=(T.RAW_SCORES,), outputs=(T.SCORES,),
+         routes=("/predict",), invocations_route="/predict", pairs=True),
     Task("ner", auto_class="AutoModelForTokenClassification", engine_output=T.LOGITS, postprocess="ner",
-         options=(T.AGGREGATION_STRATEGY, T.RAW_SCORES), outputs=(T.RESULT, T.NUM_TOKENS),
-         routes=("/predict_tokens",), spans=True, per_token=True),
+         options=(T.AGGREGATION_STRATEGY, T.RAW_SCORES), outputs=(T.RESULT,),
+         routes=("/predict_tokens",), invocations_route="/predict_tokens", spans=True, per_token=True),
 )}
 TASK_NAMES = tuple(TASKS)
 INFERENCE_ROUTES = tuple(dict.fromkeys(route for task in TASKS.values() for route in task.routes))

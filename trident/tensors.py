@@ -7,6 +7,7 @@ TRUNCATE = "TRUNCATE"  # TYPE_BOOL, default true: cut inputs longer than the mod
 TRUNCATE_LEFT = "TRUNCATE_LEFT"  # TYPE_BOOL, default false: cut from the start instead of the end
 NORMALIZE = "NORMALIZE"  # TYPE_BOOL, default: the model's own (sentence-transformers Normalize)
 DIMENSIONS = "DIMENSIONS"  # TYPE_INT32, default 0 = all: Matryoshka truncation before normalizing
+MAX_TOKENS = "MAX_TOKENS"  # TYPE_INT32, default 0 = the model's maximum: a lower cap per input (per document of a pair)
 
 # The ids ensemble's input (`<model>_ids`, trident.tasks.ids_model), in place of TEXT.
 TOKEN_IDS = "TOKEN_IDS"  # TYPE_INT64 [batch, longest]: the client's token ids, right-padded with PAD_SENTINEL
@@ -16,6 +17,9 @@ PAD_SENTINEL = -1  # never a token id: the ids stage reads each row up to its fi
 INPUT_IDS = "INPUT_IDS"  # TYPE_INT64 [batch, longest], right-padded
 TOKEN_TYPE_IDS = "TOKEN_TYPE_IDS"  # TYPE_INT64 [batch, longest]
 NUM_TOKENS = "NUM_TOKENS"  # TYPE_INT32 [batch, 1]: tokens actually processed, also an ensemble output
+# TYPE_INT64 [batch, 1]: nanoseconds the tokenizer (or ids) step spent on the request, spread over its items so
+# that they sum to it; an ensemble output (x-tokenization-time).
+TOKENIZE_NS = "TOKENIZE_NS"
 
 # Engine and ensemble outputs.
 POOLED = "POOLED"  # TYPE_FP32 [batch, dim]: pooled, not normalized
@@ -33,8 +37,8 @@ RESULT = "RESULT"  # TYPE_STRING [batch, 1]: NER entities of one text as a JSON 
 # Triton data type of every tensor above: the repository writer declares them from this table.
 TYPES = {
     TEXT: "TYPE_STRING", TEXT_PAIR: "TYPE_STRING", TRUNCATE: "TYPE_BOOL", TRUNCATE_LEFT: "TYPE_BOOL",
-    NORMALIZE: "TYPE_BOOL", DIMENSIONS: "TYPE_INT32", TOKEN_IDS: "TYPE_INT64",
-    INPUT_IDS: "TYPE_INT64", TOKEN_TYPE_IDS: "TYPE_INT64", NUM_TOKENS: "TYPE_INT32",
+    NORMALIZE: "TYPE_BOOL", DIMENSIONS: "TYPE_INT32", MAX_TOKENS: "TYPE_INT32", TOKEN_IDS: "TYPE_INT64",
+    INPUT_IDS: "TYPE_INT64", TOKEN_TYPE_IDS: "TYPE_INT64", NUM_TOKENS: "TYPE_INT32", TOKENIZE_NS: "TYPE_INT64",
     POOLED: "TYPE_FP32", EMBEDDINGS: "TYPE_FP32", RAW_SCORES: "TYPE_BOOL", AGGREGATION_STRATEGY: "TYPE_STRING",
     OFFSETS: "TYPE_INT32", WORD_IDS: "TYPE_INT32", LOGITS: "TYPE_FP32", SCORES: "TYPE_FP32", RESULT: "TYPE_STRING",
 }

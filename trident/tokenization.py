@@ -74,27 +74,67 @@ class TextTokenizer:
         pairs: list[str] | None = None,
         truncate: list[bool] | None = None,
         left: list[bool] | None = None,
+        max_tokens: list[int] | None = None,
     ) -> TokenBatch:
-        """Encode texts (or text pairs); per-input `truncate` and `left` (truncation side).
+        """Encode texts (or text pairs); per-input `truncate`, `left` (truncation side) and `max_tokens`
+        (0: the model's maximum; else at most that many tokens per text, or per document of a pair).
 
         Raises InputTooLongError for the first input too long that may not be truncated.
         """
         n = len(texts)
         truncate = truncate if truncate is not None else [True] * n
         left = left if left is not None else [False] * n
+        limits = [self._cap(m) for m in max_tokens] if max_tokens is not None else [None] * n
         items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
         encodings: list[Encoding | None] = [None] * n
         for direction in ("right", "left"):
-            wanted = [i for i in range(n) if left[i] == (direction == "left")]
+            wanted = [i for i in range(n) if left[i] == (direction == "left") and limits[i] is None]
             if wanted:
                 encoded = self._truncating[direction].encode_batch([items[i] for i in wanted])
                 for i, encoding in zip(wanted, encoded, strict=True):
                     encodings[i] = encoding
-        for i, encoding in enumerate(encodings):
-            if encoding.overflowing and not truncate[i]:
+        too_long: list[int | None] = [None] * n  # the whole token count of an input that may not be cut
+        for i in range(n):
+            if limits[i] is not None:
+                encodings[i], too_long[i] = self._encode_capped(items[i], pairs is not None, limits[i], left[i])
+            elif encodings[i].overflowing:
                 whole = self._whole.encode(*items[i]) if pairs is not None else self._whole.encode(items[i])
-                raise InputTooLongError(i, len(whole.ids), self.max_length)
+                too_long[i] = len(whole.ids)
+        for i in range(n):
+            if too_long[i] is not None and not truncate[i]:
+                limit = limits[i] if limits[i] is not None and pairs is None else self.max_length
+                raise InputTooLongError(i, too_long[i], limit)
         return self._pack(encodings)
+
+    def _cap(self, max_tokens: int) -> int | None:
+        """A per-input cap below the model's maximum, or None (0, or at least the maximum: no cap of its own)."""
+        if max_tokens < 0:
+            raise ValueError(f"MAX_TOKENS must be 0 (the model's maximum) or positive, got {max_tokens}")
+        return max_tokens if 0 < max_tokens < self.max_length else None
+
+    def _encode_capped(self, item: str | tuple[str, str], pair: bool, limit: int, left: bool
+                       ) -> tuple[Encoding, int | None]:
+        """One input under its own cap: a text keeps at most `limit` tokens, special tokens included; a
+        pair's document keeps at most `limit` of its own tokens, then the pair is cut at the model's
+        maximum as usual. Returns the encoding and, if it had to be cut, the input's whole token count."""
+        direction = "left" if left else "right"
+        if not pair:
+            specials = self._whole.num_special_tokens_to_add(False)
+            if limit <= specials:
+                raise ValueError(f"MAX_TOKENS {limit} leaves no room for text after the model's {specials} "
+                                 "special tokens")
+            text = self._whole.encode(item, add_special_tokens=False)
+            whole = len(text.ids) + specials
+            if whole > limit:
+                text.truncate(limit - specials, direction=direction)
+            return self._whole.post_process(text), (whole if whole > limit else None)
+        query = self._whole.encode(item[0], add_special_tokens=False)
+        document = self._whole.encode(item[1], add_special_tokens=False)
+        if len(document.ids) > limit:
+            document.truncate(limit, direction=direction)  # asked for: not a reason to refuse the pair
+        whole = len(query.ids) + len(document.ids) + self._whole.num_special_tokens_to_add(True)
+        encoding = self._truncating[direction].post_process(query, document)
+        return encoding, (whole if whole > self.max_length else None)
 
     def _pack(self, encodings: list[Encoding]) -> TokenBatch:
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int32, count=len(encodings))

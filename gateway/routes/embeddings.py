@@ -1,16 +1,20 @@
-"""`POST /v1/embeddings` (OpenAI) and `POST /embed` (TEI)."""
+"""`POST /v1/embeddings` (OpenAI), `POST /embed` and `POST /similarity` (TEI), `POST /v2/embed` (Cohere)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
+import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from gateway import embedding_types
 from gateway.responses import base64_rows, json_response
-from gateway.schemas import EmbedRequest, OpenAIEmbeddingRequest
+from gateway.schemas import CohereEmbedRequest, EmbedRequest, OpenAIEmbeddingRequest, SimilarityRequest
 from trident import tensors as T
+from trident.spec import ModelSpec
 
 router = APIRouter()
 
@@ -49,9 +53,64 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request) -> R
     })
 
 
-@router.post("/embed", tags=["TEI"], responses={200: {"model": list[list[float]]}})
+def typed(vectors: np.ndarray, kind: str, spec: ModelSpec) -> np.ndarray | list[str]:
+    ranges = np.asarray(spec.quantization_ranges, dtype=np.float32) if spec.quantization_ranges else None
+    return embedding_types.encode(vectors, kind, ranges)
+
+
+@router.post("/embed", tags=["TEI"], responses={200: {"model": list[list[float]] | list[list[int]] | list[str]}})
 async def tei_embed(body: EmbedRequest, request: Request) -> Response:
+    """`[[f32]]`; with `embedding_type` int8 / uint8 / binary / ubinary rows of integers, with base64 strings."""
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/embed")
     result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
-    return json_response(result[T.EMBEDDINGS])
+    return json_response(typed(result[T.EMBEDDINGS], body.embedding_type, spec))
+
+
+@router.post("/similarity", tags=["TEI"], responses={200: {"model": list[float]}})
+async def tei_similarity(body: SimilarityRequest, request: Request) -> Response:
+    """The cosine of `source_sentence` with each of `sentences`, in their order."""
+    gateway = request.app.state.gateway
+    spec = gateway.registry.pick(body.model, route="/similarity")
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    vectors = result[T.EMBEDDINGS]  # normalized: the dot product is the cosine
+    return json_response((vectors[1:] @ vectors[0]).astype(np.float32))
+
+
+class BilledUnits(BaseModel):
+    input_tokens: int
+
+
+class ApiVersion(BaseModel):
+    version: str
+
+
+class CohereMeta(BaseModel):
+    api_version: ApiVersion
+    billed_units: BilledUnits
+
+
+class CohereEmbeddings(BaseModel):
+    """The answer of `POST /v2/embed` (documentation only)."""
+
+    id: str
+    embeddings: dict[embedding_types.EmbeddingType, list[list[float]] | list[list[int]] | list[str]]
+    texts: list[str]
+    meta: CohereMeta
+    response_type: Literal["embeddings_by_type"]
+
+
+@router.post("/v2/embed", tags=["Cohere"], responses={200: {"model": CohereEmbeddings}})
+async def cohere_embed(body: CohereEmbedRequest, request: Request) -> Response:
+    gateway = request.app.state.gateway
+    spec = gateway.registry.pick(body.model, route="/v2/embed")
+    job = body.to_job(spec, gateway.settings)
+    result = await gateway.infer(spec, job)
+    vectors = result[T.EMBEDDINGS]
+    return json_response({
+        "id": uuid.uuid4().hex,
+        "embeddings": {kind: typed(vectors, kind, spec) for kind in dict.fromkeys(body.embedding_types)},
+        "texts": body.input_texts()[0],
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": result.num_tokens}},
+        "response_type": "embeddings_by_type",
+    })

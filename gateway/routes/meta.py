@@ -1,4 +1,4 @@
-"""`GET /health`, `/v1/models`, `/info`."""
+"""`GET /health` (and SageMaker's `GET /ping`), `/v1/models`, `/info`."""
 
 from __future__ import annotations
 
@@ -55,14 +55,16 @@ class Info(BaseModel):
     auto_truncate: bool
     prompts: dict[str, str]
     default_route: str
+    quantization_ranges: list[list[float]] | None  # int8 / uint8: [[min per dimension], [max per dimension]]
     version: str
     engine: str
     models: list[str]
 
 
 @router.get("/health", tags=["Meta"], responses={200: {"model": Health}})
+@router.get("/ping", tags=["SageMaker"], responses={200: {"model": Health}})
 async def health(request: Request) -> Response:
-    """200 when Triton is ready and the models are known; 503 otherwise."""
+    """200 when Triton is ready and the models are known; 503 otherwise. `/ping` is SageMaker's name for it."""
     gateway = request.app.state.gateway
     if not await gateway.backend.ready():
         raise ApiError(ErrorKind.UNAVAILABLE, "the inference server is not ready")
@@ -94,6 +96,7 @@ async def info(request: Request, model: str | None = None) -> Response:
         "max_concurrent_requests": settings.max_concurrent_requests,
         "max_payload_bytes": settings.max_payload_bytes, "request_timeout_s": settings.request_timeout_s,
         "auto_truncate": settings.auto_truncate, "prompts": spec.prompts,
-        "default_route": spec.default_route, "version": __version__, "engine": spec.engine,
+        "default_route": spec.default_route, "quantization_ranges": spec.quantization_ranges or None,
+        "version": __version__, "engine": spec.engine,
         "models": sorted(gateway.registry.models),
     })

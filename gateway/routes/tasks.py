@@ -1,5 +1,6 @@
-"""`POST /rerank` (TEI), `/v1/rerank` (Cohere / Jina), `/predict` (TEI), `/predict_tokens` (BEI NER),
-and `POST /`, which answers as the model's default route."""
+"""`POST /rerank` (TEI), `/v1/rerank` (Cohere / Jina), `/v2/rerank` (Cohere), `/predict` (TEI),
+`/predict_tokens` (BEI NER), `POST /`, which answers as the model's default route, and SageMaker's
+`POST /invocations`, which answers as TEI's route for the model's task."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from gateway.errors import ApiError, ErrorKind
 from gateway.jobs import ScoreJob
 from gateway.responses import json_response
 from gateway.routes import embeddings
-from gateway.schemas import CohereRerankRequest, PredictRequest, PredictTokensRequest, RerankRequest
+from gateway.schemas import (
+    CohereRerankRequest,
+    CohereV2RerankRequest,
+    PredictRequest,
+    PredictTokensRequest,
+    RerankRequest,
+)
 from gateway.validation import body_schema, parse_body
 from trident import tensors as T
 from trident.spec import ModelSpec
@@ -53,6 +60,20 @@ async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response
                for index, score in top]
     return json_response({"id": uuid.uuid4().hex, "results": results, "model": spec.name,
                           "usage": {"total_tokens": num_tokens}})
+
+
+@router.post("/v2/rerank", tags=["Cohere"])
+async def cohere_v2_rerank(body: CohereV2RerankRequest, request: Request) -> Response:
+    gateway = request.app.state.gateway
+    spec = gateway.registry.pick(body.model, route="/v2/rerank")
+    ranked, _ = await _rank(request, spec, body.to_job(spec, gateway.settings))
+    top = ranked[: body.top_n] if body.top_n is not None else ranked
+    return json_response({
+        "results": [{"index": index, "relevance_score": score} for index, score in top],
+        "id": uuid.uuid4().hex,
+        # Cohere bills a search unit per query and up to 100 documents.
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": -(-len(body.documents) // 100)}},
+    })
 
 
 @router.post("/predict", tags=["TEI"])
@@ -94,19 +115,36 @@ def route_handlers() -> dict[str, Handler]:
 ROUTE_HANDLERS = route_handlers()  # what `POST /` can answer as
 
 
-@router.post("/", tags=["BEI"])
-async def default_route(request: Request) -> Response:
-    """The model's default route (`webserver_default_route` at build time, else its task's own)."""
+async def json_object(request: Request) -> dict:
     try:
         data = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
         raise ApiError(ErrorKind.INVALID_REQUEST, f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(ErrorKind.VALIDATION, "request body must be a JSON object")
+    return data
+
+
+async def answer_as(route_of: Callable[[ModelSpec], str], request: Request) -> Response:
+    """The body, read once, answered by the handler of the route that `route_of` picks for its model."""
+    data = await json_object(request)
     name = data.get("model") if isinstance(data.get("model"), str) else None
     spec = request.app.state.gateway.registry.pick(name)
-    if spec.default_route not in ROUTE_HANDLERS:
-        raise ApiError(ErrorKind.NOT_FOUND, f"model {spec.name!r} has default route {spec.default_route!r}, which "
-                       f"this gateway does not serve; use one of {', '.join(ROUTE_HANDLERS)}")
-    handler = ROUTE_HANDLERS[spec.default_route]
+    route = route_of(spec)
+    if route not in ROUTE_HANDLERS:
+        raise ApiError(ErrorKind.NOT_FOUND, f"model {spec.name!r} would answer as {route!r}, which this "
+                       f"gateway does not serve; use one of {', '.join(ROUTE_HANDLERS)}")
+    handler = ROUTE_HANDLERS[route]
     return await handler(parse_body(body_schema(handler), data), request)
+
+
+@router.post("/", tags=["BEI"])
+async def default_route(request: Request) -> Response:
+    """The model's default route (`webserver_default_route` at build time, else its task's own)."""
+    return await answer_as(lambda spec: spec.default_route, request)
+
+
+@router.post("/invocations", tags=["SageMaker"])
+async def invocations(request: Request) -> Response:
+    """SageMaker's inference call: TEI's route for the model's task (`/embed`, `/rerank`, `/predict`, ...)."""
+    return await answer_as(lambda spec: spec.task_row.invocations_route, request)

@@ -36,6 +36,11 @@ MODELS = {
 # ~500 rows: text is unaffected (the tokenizer only makes real ids), but ids past the table pass the
 # gateway's vocabulary check and fail inside the engine, a real engine failure (the 424 path).
 CLAIMED_VOCABULARY = {"tiny-bert-cls": 100_000}
+# What the builder measures at build time (builder.calibration), set by hand here where nothing is built:
+# int8 / uint8 ranges for tiny-bert-mean (a little different per dimension), Cohere-style prompts for
+# tiny-bert-cls (its input_type mapping).
+QUANTIZATION_RANGES = {"tiny-bert-mean": [[-0.3 - 0.01 * i for i in range(32)], [0.3 + 0.01 * i for i in range(32)]]}
+PROMPTS = {"tiny-bert-cls": {"query": "query: ", "document": "passage: "}}
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +59,8 @@ def unit_repository(unit_checkpoints: dict[str, Path], tmp_path_factory: pytest.
         spec = inspect_checkpoint(checkpoint, name)
         spec.content_hash = f"{name}-hash"
         spec.vocab_size = CLAIMED_VOCABULARY.get(name, spec.vocab_size)
+        spec.quantization_ranges = QUANTIZATION_RANGES.get(name, [])
+        spec.prompts = PROMPTS.get(name, spec.prompts)
         save_tokenizer(checkpoint, root / f"{name}.tokenizer.json")
         write_repository(spec, repository, None, root / f"{name}.tokenizer.json", engine_files={})
     return repository

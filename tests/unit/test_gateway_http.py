@@ -165,13 +165,14 @@ def test_timing_headers_on_text_inputs(gateway):
     assert int(headers["x-queue-time"]) <= total and int(headers["x-inference-time"]) <= total
     assert int(headers["x-compute-tokens"]) == response.json()["usage"]["prompt_tokens"]
     assert int(headers["x-compute-characters"]) == sum(len(t) for t in texts)
-    assert "x-tokenization-time" not in headers  # tokenized inside Triton: part of x-inference-time
+    # Measured by the tokenizer step inside Triton, which reports it: part of x-inference-time.
+    assert int(headers["x-tokenization-time"]) <= int(headers["x-inference-time"])
 
 
 def test_timing_headers_on_token_ids(gateway, tokenizer):
     ids = tokenizer("token ids need no tokenizer")["input_ids"]
     headers = gateway.post("/embed", {"inputs": [ids]}).headers
-    assert headers["x-tokenization-time"] == "0"
+    assert headers["x-tokenization-time"] == "0"  # the ids step only cuts them: well under a millisecond
     assert int(headers["x-compute-tokens"]) == len(ids)
 
 

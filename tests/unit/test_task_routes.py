@@ -13,7 +13,7 @@ from testkit.gateway_server import error_message
 @pytest.mark.parametrize(
     ("path", "body", "served"),
     [
-        ("/predict_tokens", {"inputs": [["x"]], "model": "tiny-reranker"}, "/rerank, /v1/rerank, /predict"),
+        ("/predict_tokens", {"inputs": [["x"]], "model": "tiny-reranker"}, "/rerank, /v1/rerank, /v2/rerank, /predict"),
         ("/rerank", {"query": "q", "texts": ["d"], "model": "tiny-classifier"}, "/predict"),
         ("/predict", {"inputs": "x", "model": "tiny-ner"}, "/predict_tokens"),
         ("/v1/embeddings", {"input": "x", "model": "tiny-ner"}, "/predict_tokens"),
