@@ -107,6 +107,8 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
             _export_and_check(model_dir, spec, onnx_file, progress, options.trust_remote_code)
             if spec.quantization == "int8":
                 onnx_file = _quantize_int8(model_dir, spec, onnx_file, progress)
+        if spec.task_row.pools:
+            _calibrate(model_dir, spec, onnx_file, progress)
         progress("writing the Triton model repository")
         repository = staging_dir / "repository"
         if spec.engine == "tensorrt":
@@ -163,6 +165,22 @@ def _quantize_int8(model_dir: Path, spec: ModelSpec, fp32_file: Path, progress: 
              f"min cosine {report.min_cosine:.5f}, mean {report.mean_cosine:.5f} over {report.num_texts} texts")
     spec.parity["int8_vs_float32"] = report.to_dict()
     return int8_file
+
+
+def _calibrate(model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Progress) -> None:
+    """int8 / uint8 embedding ranges from the engine being built (the ONNX graph that a plan is made of)."""
+    from builder.calibration import CALIBRATION_TEXTS, quantization_ranges
+
+    progress(f"calibrating int8 / uint8 embedding ranges on {len(CALIBRATION_TEXTS)} texts (and the model's prompts)")
+    if spec.engine == "torch":
+        from trident.torch_engine.engine import TorchEngine
+
+        engine = TorchEngine.load(model_dir, spec, quantization=spec.quantization)
+    else:
+        from trident.onnx_engine import OnnxEngine
+
+        engine = OnnxEngine(onnx_file, spec, pad_id=spec.pad_token_id)
+    spec.quantization_ranges = quantization_ranges(model_dir, spec, engine.run)
 
 
 def _add_tensorrt_plan(spec: ModelSpec, onnx_file: Path, repository: Path, progress: Progress) -> None:
