@@ -25,6 +25,7 @@ from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from trident.batching import position_ids_from_mask
+from trident.models import register as register_trident_models
 from trident.spec import ModelSpec
 from trident.torch_engine.head import DenseStack
 from trident.torch_engine.pooling import pool_padded
@@ -61,6 +62,7 @@ def load_model(
     model_dir: Path, spec: ModelSpec, attn_implementation: str = "sdpa", trust_remote_code: bool = False
 ) -> PreTrainedModel:
     """Load the checkpoint in float32 eval mode; code shipped in model_dir runs only if trust_remote_code."""
+    register_trident_models()  # a converted family may be one of Trident's own classes (trident/models/)
     model = getattr(transformers, spec.task_row.auto_class).from_pretrained(
         model_dir,
         local_files_only=True,  # remote code, when trusted, comes from model_dir itself, never the hub

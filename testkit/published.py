@@ -139,3 +139,187 @@ def make_embedding_gemma(root: Path, *, seed: int = 0) -> Path:
 def _tiny_decoder() -> dict[str, Any]:
     return {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
             "head_dim": 8, "intermediate_size": 64, "max_position_embeddings": 32768, "initializer_range": 0.2}
+
+
+# --- Nomic-BERT ---
+
+NOMIC_PROMPTS = {"query": "search_query: ", "document": "search_document: ", "classification": "classification: ",
+                 "clustering": "clustering: "}
+NOMIC_AUTO_MAP = {"AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
+                  "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel",
+                  "AutoModelForMaskedLM": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertForPreTraining"}
+NOMIC_TRAINED_POSITIONS = 2048
+
+
+def make_nomic(root: Path, *, seed: int = 0, rotary_scaling_factor: float | None = None,
+               native_config_only: bool = False) -> PublishedModel:
+    """nomic-embed-text-v1.5's layout: GPT-2-style keys, fused Wqkv, fc11/fc12/fc2, emb_ln / norm1 / norm2,
+    bert-base-uncased's tokenizer kind, mean pooling, 8192 positions, its task prefixes as prompts.
+
+    `rotary_scaling_factor` (dynamic NTK past 2048 tokens): the reference is transformers' own `dynamic`
+    rope, whose trained length is max_position_embeddings. `native_config_only`: the converted config that
+    transformers reads natively, over the original weight names (transformers renames them at load)."""
+    from transformers import NomicBertConfig, NomicBertModel
+
+    from testkit.factories import _write_sentence_transformers, make_tokenizer
+
+    native = root / "native"
+    native.mkdir(parents=True)
+    vocab_size = len(make_tokenizer(native, model_max_length=8192))
+    rope = {"rope_type": "default", "rope_theta": 1000.0}
+    positions = 8192
+    if rotary_scaling_factor:
+        rope = {**rope, "rope_type": "dynamic", "factor": rotary_scaling_factor}
+        positions = NOMIC_TRAINED_POSITIONS
+    config = NomicBertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, max_position_embeddings=positions, type_vocab_size=2,
+                             rope_parameters=rope, initializer_range=0.2, layer_norm_eps=1e-12)
+    torch.manual_seed(seed)
+    model = NomicBertModel(config).eval()
+    _randomize_norms(model, seed)
+    model.save_pretrained(native)
+    _write_sentence_transformers(native, dim=32, pooling="mean", normalize=True, max_seq_length=8192)
+    _set_prompts(native, NOMIC_PROMPTS)
+    published = root / "published"
+    _copy_as_published(native, published)
+    write_weights(published, nomic_published_weights(model.state_dict()))
+    if native_config_only:
+        write_config(published, {**read_config(native), "max_position_embeddings": 8192})
+        return PublishedModel(published, native)
+    write_config(published, {
+        "model_type": "nomic_bert", "architectures": ["NomicBertModel"], "auto_map": NOMIC_AUTO_MAP,
+        "activation_function": "swiglu", "n_embd": 32, "n_head": 4, "n_layer": 2, "n_inner": 64,
+        "n_positions": 8192, "max_trained_positions": NOMIC_TRAINED_POSITIONS, "vocab_size": vocab_size,
+        "type_vocab_size": 2, "layer_norm_epsilon": 1e-12, "rotary_emb_base": 1000, "rotary_emb_fraction": 1.0,
+        "rotary_emb_interleaved": False, "rotary_emb_scale_base": None, "rotary_scaling_factor": rotary_scaling_factor,
+        "qkv_proj_bias": False, "mlp_fc1_bias": False, "mlp_fc2_bias": False, "prenorm": False,
+        "use_rms_norm": False, "parallel_block": False, "causal": False, "pad_vocab_size_multiple": 64,
+        "initializer_range": 0.02, "use_flash_attn": True, "fused_bias_fc": True, "torch_dtype": "float32",
+    })
+    return PublishedModel(published, native)
+
+
+def nomic_published_weights(native: Weights) -> Weights:
+    """NomicBertModel's names -> the names in nomic-embed-text-v1.5's model.safetensors."""
+    out: Weights = {}
+    layers = {int(name.split(".")[1]) for name in native if name.startswith("layers.")}
+    for i in sorted(layers):
+        source, target = f"layers.{i}.", f"encoder.layers.{i}."
+        out[target + "attn.Wqkv.weight"] = torch.cat(
+            [native[source + f"self_attn.{p}_proj.weight"] for p in "qkv"], dim=0)
+        out[target + "attn.out_proj.weight"] = native[source + "self_attn.o_proj.weight"]
+        for published_name, native_name in (("mlp.fc11", "mlp.up_proj"), ("mlp.fc12", "mlp.gate_proj"),
+                                            ("mlp.fc2", "mlp.down_proj")):
+            out[f"{target}{published_name}.weight"] = native[f"{source}{native_name}.weight"]
+        for published_name, native_name in (("norm1", "post_attention_layernorm"), ("norm2", "post_mlp_layernorm")):
+            for kind in ("weight", "bias"):
+                out[f"{target}{published_name}.{kind}"] = native[f"{source}{native_name}.{kind}"]
+    for kind in ("weight", "bias"):
+        out[f"emb_ln.{kind}"] = native[f"embeddings.LayerNorm.{kind}"]
+    for table in ("word_embeddings", "token_type_embeddings"):
+        out[f"embeddings.{table}.weight"] = native[f"embeddings.{table}.weight"]
+    return out
+
+
+def loads_published_weights(model: PublishedModel, auto_class: str = "AutoModel") -> torch.nn.Module:
+    """transformers' own renaming (conversion_mapping.py) of the published weights under the native config:
+    a check of the writers above against transformers, independent of Trident's conversion."""
+    import tempfile
+
+    import transformers
+
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copyfile(model.native / "config.json", Path(folder) / "config.json")
+        shutil.copyfile(model.published / "model.safetensors", Path(folder) / "model.safetensors")
+        loaded = getattr(transformers, auto_class).from_pretrained(folder, dtype=torch.float32)
+    return loaded.eval()
+
+
+# --- Alibaba GTE "new" ---
+
+GTE_AUTO_MAP = {"AutoConfig": "Alibaba-NLP/new-impl--configuration.NewConfig",
+                "AutoModel": "Alibaba-NLP/new-impl--modeling.NewModel",
+                "AutoModelForMaskedLM": "Alibaba-NLP/new-impl--modeling.NewForMaskedLM",
+                "AutoModelForSequenceClassification": "Alibaba-NLP/new-impl--modeling.NewForSequenceClassification"}
+GTE_NTK_FACTOR = 2.0
+GTE_ROPE_THETA = 500000.0
+
+
+def make_gte(root: Path, *, seed: int = 0, reranker: bool = False) -> PublishedModel:
+    """gte-base-en-v1.5's layout (BERT tokenizer, no token-type table, NTK factor 2, CLS pooling), or with
+    `reranker` gte-multilingual-reranker-base's (XLM-R tokenizer, one token type, `new.` prefix, tanh pooler and
+    classifier). The native reference has default rope: its NTK frequencies are the test's to set
+    (`gte_ntk_inv_freq`)."""
+    from transformers import GteConfig, GteForSequenceClassification, GteModel
+
+    from testkit.factories import make_tokenizer
+
+    native = root / "native"
+    native.mkdir(parents=True)
+    if reranker:
+        ids = FAMILIES["xlm-roberta"].tokenizer(native, 8192)
+        vocab_size, pad, type_vocab_size = ids["vocab_size"], ids["pad_token_id"], 1
+    else:
+        vocab_size, pad, type_vocab_size = len(make_tokenizer(native, model_max_length=8192)), 0, 0
+    config = GteConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=64, max_position_embeddings=8192, type_vocab_size=type_vocab_size,
+                       pad_token_id=pad, hidden_act="gelu", layer_norm_eps=1e-12, initializer_range=0.2,
+                       rope_parameters={"rope_type": "default", "rope_theta": GTE_ROPE_THETA},
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                       num_labels=1, id2label={0: "LABEL_0"}, label2id={"LABEL_0": 0})
+    torch.manual_seed(seed)
+    model = (GteForSequenceClassification(config) if reranker else GteModel(config)).eval()
+    _randomize_norms(model, seed)
+    model.save_pretrained(native)
+    if not reranker:
+        from testkit.factories import _write_sentence_transformers
+
+        _write_sentence_transformers(native, dim=32, pooling="cls", normalize=True, max_seq_length=8192)
+    published = root / "published"
+    _copy_as_published(native, published)
+    write_weights(published, gte_published_weights(model.state_dict(), reranker))
+    published_config = {
+        "model_type": "new", "architectures": ["NewForSequenceClassification" if reranker else "NewModel"],
+        "auto_map": GTE_AUTO_MAP, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 64, "hidden_act": "gelu", "max_position_embeddings": 8192,
+        "type_vocab_size": type_vocab_size, "vocab_size": vocab_size, "pad_token_id": pad,
+        "layer_norm_eps": 1e-12, "layer_norm_type": "layer_norm", "position_embedding_type": "rope",
+        "rope_theta": GTE_ROPE_THETA, "rope_scaling": None if reranker else {"type": "ntk", "factor": GTE_NTK_FACTOR},
+        "logn_attention_scale": False, "logn_attention_clip1": False, "pack_qkv": True, "unpad_inputs": False,
+        "use_memory_efficient_attention": False, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02, "classifier_dropout": None, "torch_dtype": "float32",
+    }
+    if reranker:
+        published_config.update(num_labels=1, id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+    write_config(published, published_config)
+    return PublishedModel(published, native)
+
+
+def gte_published_weights(native: Weights, reranker: bool) -> Weights:
+    """GteModel / GteForSequenceClassification's names -> new-impl's (NewModel, NewForSequenceClassification)."""
+    out: Weights = {}
+    source_prefix, target_prefix = ("gte.", "new.") if reranker else ("", "")
+    layers = {int(name.split(".")[1 + bool(source_prefix)]) for name in native if ".layers." in f".{name}"}
+    for i in sorted(layers):
+        source, target = f"{source_prefix}layers.{i}.", f"{target_prefix}encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{target}attention.qkv_proj.{kind}"] = torch.cat(
+                [native[f"{source}self_attn.{p}_proj.{kind}"] for p in "qkv"], dim=0)
+            out[f"{target}attention.o_proj.{kind}"] = native[f"{source}self_attn.o_proj.{kind}"]
+            out[f"{target}mlp.down_proj.{kind}"] = native[f"{source}mlp.down_proj.{kind}"]
+            out[f"{target}attn_ln.{kind}"] = native[f"{source}post_attention_layernorm.{kind}"]
+            out[f"{target}mlp_ln.{kind}"] = native[f"{source}post_mlp_layernorm.{kind}"]
+        out[f"{target}mlp.up_gate_proj.weight"] = torch.cat(
+            [native[f"{source}mlp.up_proj.weight"], native[f"{source}mlp.gate_proj.weight"]], dim=0)
+    for name, tensor in native.items():
+        if name.startswith(f"{source_prefix}embeddings.") or name.startswith(f"{source_prefix}pooler."):
+            out[target_prefix + name.removeprefix(source_prefix)] = tensor
+        elif name.startswith("classifier."):
+            out[name] = tensor
+    return out
+
+
+def gte_ntk_inv_freq(head_dim: int, base: float = GTE_ROPE_THETA, factor: float = GTE_NTK_FACTOR) -> Tensor:
+    """new-impl's NTKScalingRotaryEmbedding, as its code reads: base * factor, then / factor ** (2 / dim)."""
+    inv_freq = 1.0 / ((base * factor) ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    return inv_freq / factor ** (2 / head_dim)

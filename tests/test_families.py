@@ -52,7 +52,15 @@ MAKERS: dict[str, Callable[[Path], pub.PublishedModel | Path]] = {
     "llama-bidirec": lambda root: pub.make_llama_bidirec(root, seed=1),
     "qwen3-bidirectional": lambda root: pub.make_bidirectional_flag(root, "qwen3", seed=2),
     "embeddinggemma": lambda root: pub.make_embedding_gemma(root, seed=3),
+    "nomic-v1.5": lambda root: pub.make_nomic(root, seed=4),
+    "nomic-ntk": lambda root: pub.make_nomic(root, seed=5, rotary_scaling_factor=2.0),
+    "nomic-native-config": lambda root: pub.make_nomic(root, seed=6, native_config_only=True),
+    "gte-en": lambda root: pub.make_gte(root, seed=7),
+    "gte-reranker": lambda root: pub.make_gte(root, seed=8, reranker=True),
 }
+# Past 2,048 tokens (every word of it is one token of the tiny vocabularies): beyond Nomic's trained length.
+LONG_TEXT = "the quick brown fox jumps over the lazy dog near london and paris " * 180
+QUERY = "what is the capital of france?"
 
 
 def note_gap(name: str, gap: float) -> None:
@@ -215,6 +223,111 @@ def test_embeddinggemma_matches_sentence_transformers(family_stack, models, prom
     reference = reference_model.encode(TEXTS, prompt_name=prompt_name, convert_to_numpy=True, batch_size=4)
     extra = {"prompt_name": prompt_name} if prompt_name else {}
     check_embeddings(family_stack, "embeddinggemma", TEXTS, reference, **extra)
+
+
+# --- encoders: Nomic-BERT, GTE ---
+
+
+def encoder_reference(native: Path, texts: list[str], *, pooling: str = "mean",
+                      inv_freq: torch.Tensor | None = None) -> np.ndarray:
+    """The native class on each text alone, pooled as the model's modules say, normalized. `inv_freq` replaces
+    the rotary frequencies (GTE's NTK, written from new-impl's code in testkit/published.py)."""
+    tokenizer = AutoTokenizer.from_pretrained(native)
+    model = AutoModel.from_pretrained(native).eval()
+    if inv_freq is not None:
+        model.rotary_emb.inv_freq = inv_freq
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            hidden = model(**tokenizer(text, truncation=True, max_length=8192, return_tensors="pt")).last_hidden_state
+            rows.append(mean_pool(hidden) if pooling == "mean" else hidden[0, 0].numpy())
+    return normalized(np.stack(rows))
+
+
+@pytest.mark.parametrize("name", ["nomic-v1.5", "nomic-ntk", "nomic-native-config"])
+def test_nomic_matches_the_native_class(family_stack, models, name):
+    """Short texts and one past 2,048 tokens; with rotary_scaling_factor (dynamic NTK) the long one gets its own
+    base, as transformers' `dynamic` rope gives it alone, even inside a batch of short ones."""
+    texts = [*TEXTS, LONG_TEXT]
+    check_embeddings(family_stack, name, texts, encoder_reference(models[name].native, texts))
+
+
+def test_nomic_prompts_and_matryoshka(family_stack, models):
+    native = models["nomic-v1.5"].native
+    for prompt_name, prefix in (("query", "search_query: "), ("document", "search_document: ")):
+        reference = encoder_reference(native, [prefix + text for text in TEXTS])
+        check_embeddings(family_stack, "nomic-v1.5", TEXTS, reference, prompt_name=prompt_name)
+    reference = normalized(encoder_reference(native, TEXTS)[:, :16])
+    check_embeddings(family_stack, "nomic-v1.5", TEXTS, reference, dimensions=16)
+
+
+def test_nomic_dynamic_ntk_changes_long_inputs_only(family_stack, models):
+    """Without the scaling the long text would embed otherwise; short ones are untouched by it."""
+    from transformers import NomicBertModel
+
+    native = models["nomic-ntk"].native
+    plain = NomicBertModel.from_pretrained(native, rope_parameters={"rope_type": "default", "rope_theta": 1000.0})
+    tokenizer = AutoTokenizer.from_pretrained(native)
+    with torch.inference_mode():
+        unscaled = normalized(np.stack([mean_pool(plain(**tokenizer(t, return_tensors="pt")).last_hidden_state)
+                                        for t in (TEXTS[1], LONG_TEXT)]))
+    served = embed(family_stack, "nomic-ntk", [TEXTS[1], LONG_TEXT])
+    assert float(np.abs(served[0] - unscaled[0]).max()) < TOLERANCE
+    assert float(np.abs(served[1] - unscaled[1]).max()) > 1e-3
+
+
+def test_gte_embeddings_with_ntk_rope(family_stack, models):
+    texts = [*TEXTS, LONG_TEXT]
+    native = models["gte-en"].native
+    reference = encoder_reference(native, texts, pooling="cls", inv_freq=pub.gte_ntk_inv_freq(8))
+    check_embeddings(family_stack, "gte-en", texts, reference)
+    without_ntk = encoder_reference(native, [LONG_TEXT], pooling="cls")
+    assert float(np.abs(embed(family_stack, "gte-en", [LONG_TEXT]) - without_ntk).max()) > 1e-3
+
+
+def rerank(stack: Stack, model: str, query: str, documents: list[str], **extra: object) -> np.ndarray:
+    answer = post(stack, "/rerank", {"query": query, "texts": documents, "model": model, "truncate": True, **extra})
+    return np.array([item["score"] for item in sorted(answer, key=lambda item: item["index"])])
+
+
+def check_scores(stack: Stack, name: str, documents: list[str], reference: np.ndarray, **extra: object) -> None:
+    served = rerank(stack, name, QUERY, documents, **extra)
+    gap = float(np.abs(served - reference).max())
+    note_gap(f"{name} vs reference (max abs)", gap)
+    assert gap <= TOLERANCE, f"{name}: scores differ by {gap:.2e}"
+    assert np.ptp(reference) > 1e-3, "random heads must still tell documents apart"
+    alone = [rerank(stack, name, QUERY, [document], **extra) for document in documents]
+    assert_padding_free(name, list(served), alone)
+
+
+def test_gte_reranker_matches_the_native_class(family_stack, models):
+    from transformers import AutoModelForSequenceClassification
+
+    native = models["gte-reranker"].native
+    tokenizer = AutoTokenizer.from_pretrained(native)
+    model = AutoModelForSequenceClassification.from_pretrained(native).eval()
+    with torch.inference_mode():
+        logits = [model(**tokenizer(QUERY, text, truncation=True, max_length=8192, return_tensors="pt")).logits[0, 0]
+                  for text in TEXTS]
+    check_scores(family_stack, "gte-reranker", TEXTS, np.array(logits), raw_scores=True)
+
+
+@pytest.mark.parametrize(("maker", "auto_class"), [
+    (lambda root: pub.make_nomic(root), "AutoModel"),
+    (lambda root: pub.make_gte(root), "AutoModel"),
+    (lambda root: pub.make_gte(root, reranker=True), "AutoModelForSequenceClassification"),
+])
+def test_published_weight_names_are_the_ones_transformers_renames(tmp_path, maker, auto_class):
+    """transformers' own conversion (conversion_mapping.py) loads the published names written by testkit under the
+    native config into exactly the native model: the layouts the tests publish are the real ones."""
+    import transformers
+
+    made = maker(tmp_path)
+    reference = getattr(transformers, auto_class).from_pretrained(made.native).eval()
+    converted = pub.loads_published_weights(made, auto_class)
+    ids = torch.randint(5, 200, (1, 40))
+    with torch.inference_mode():
+        assert torch.equal(reference(input_ids=ids)[0], converted(input_ids=ids)[0])
 
 
 # --- families Trident does not implement ---

@@ -42,9 +42,9 @@ class Family:
 
 
 def families() -> tuple[Family, ...]:
-    from builder.families import bidirectional
+    from builder.families import bidirectional, gte, nomic
 
-    return (bidirectional.FAMILY,)
+    return (bidirectional.FAMILY, nomic.FAMILY, gte.FAMILY)
 
 
 def recognise(published: Published) -> Family | None:

@@ -122,3 +122,21 @@ def require(config: dict[str, Any], key: str, expected: object, family: str) -> 
     value = config.get(key, expected)
     if value != expected:
         raise BuildError(f"{family}: config.json has {key}={value!r}; Trident serves only {key}={expected!r}")
+
+
+def check_names(folder: Path, weights: Weights, family: str, auto_class: str = "AutoModel") -> None:
+    """The converted names are exactly the native class's: transformers would only warn about a missing
+    weight and leave it random."""
+    import transformers
+
+    from trident.models import register
+
+    register()
+    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    with torch.device("meta"):
+        model = getattr(transformers, auto_class).from_config(config)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    if missing or unexpected:
+        raise BuildError(f"{family}: the converted weights do not fit {type(model).__name__}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from trident.batching import unpad_rows
+from trident.models import register as register_trident_models
 from trident.spec import ModelSpec
 from trident.tasks import task_of
 from trident.torch_engine import attention
@@ -97,6 +98,7 @@ def load_model(model_dir: Path, spec: ModelSpec, device: torch.device, dtype: to
     """The checkpoint in eval mode on `device`; `attn` "padded" tries SDPA, then eager (Gemma 2 has no SDPA)."""
     from transformers import AutoConfig
 
+    register_trident_models()  # a converted family may be one of Trident's own classes
     if attn == "varlen":
         attention.register()
     implementations = [attention.VARLEN] if attn == "varlen" else ["sdpa", "eager"]
@@ -141,6 +143,7 @@ class TorchEngine:
         """Load `model_dir` for `spec`, quantize (spec.quantization unless given) and compile as the options say."""
         from transformers import AutoConfig
 
+        register_trident_models()
         options = options or EngineOptions()
         device = torch.device(device) if device is not None else default_device()
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True)

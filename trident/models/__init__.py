@@ -1,0 +1,22 @@
+"""Trident's own model classes, for published families transformers has no class for (or none that serves
+them as published). Each is a transformers `PreTrainedModel` with its own `model_type`, registered with the
+Auto classes, so the builder's export and parity and the torch engine load a converted checkpoint of it
+exactly as they load any native one.
+
+- `trident_nomic_bert`: Nomic-BERT with dynamic NTK rotary scaling computed per sequence (nomic.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.cache
+def register() -> None:
+    """Make every Trident model type loadable by transformers' Auto classes (once per process)."""
+    from transformers import AutoConfig, AutoModel
+
+    from trident.models import nomic
+
+    AutoConfig.register(nomic.TridentNomicBertConfig.model_type, nomic.TridentNomicBertConfig)
+    AutoModel.register(nomic.TridentNomicBertConfig, nomic.TridentNomicBertModel)
