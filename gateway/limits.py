@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.disconnect import serve_until_disconnect
 from gateway.errors import ApiError, ErrorKind, error_response
 from gateway.paths import gates
 
 
 class BodyLimitMiddleware:
-    """413 for a body over the limit, judged by Content-Length or, when chunked, while it arrives."""
+    """413 for a body over the limit, judged by Content-Length or, when chunked, while it arrives. The
+    one reader of the body: it then runs the request, cancelled if the client hangs up."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -37,16 +39,7 @@ class BodyLimitMiddleware:
         if body is None:
             await error_response(error, scope["path"])(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()  # after the body: wait for the disconnect as usual
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await serve_until_disconnect(self.app, scope, body, receive, send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it grows past the limit (the rest is never read)."""

@@ -29,6 +29,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
+from gateway.disconnect import CLIENT_GONE
 from gateway.errors import ApiError, ErrorKind, error_response
 
 access_log = logging.getLogger("trident.access")
@@ -160,7 +161,7 @@ class ObservabilityMiddleware:
         record = RequestRecord(request_id_from(scope), scope["method"], scope["path"],
                                route_label(scope["path"], self.known_paths), arrived=time.perf_counter())
         token = CURRENT.set(record)
-        status = 500  # stays so if the app raises before answering
+        status = 500  # stays so if the app raises before answering (499 if the client hung up first)
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -188,6 +189,8 @@ class ObservabilityMiddleware:
         finally:
             metrics.IN_FLIGHT.labels(record.route).dec()
             CURRENT.reset(token)
+            if not started and scope.get(CLIENT_GONE):
+                status, record.error = 499, "the client closed the connection before the answer"
             finish(record, status)
 
 

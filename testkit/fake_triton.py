@@ -88,11 +88,14 @@ GRPC_STATUS = {
 
 
 class InferenceRequest:
-    def __init__(self, tensors: list[Tensor]) -> None:
-        self._tensors = tensors
+    def __init__(self, tensors: list[Tensor], cancelled: bool = False) -> None:
+        self._tensors, self._cancelled = tensors, cancelled
 
     def inputs(self) -> list[Tensor]:
         return self._tensors
+
+    def is_cancelled(self) -> bool:  # the fake runs each request at once, so only a test makes one cancelled
+        return self._cancelled
 
 
 class InferenceResponse:

@@ -31,24 +31,32 @@ class StageModel:
         self.stage = self.stage_class(spec, files)
 
     def execute(self, requests: list) -> list:
+        """Responses in request order. A request whose client gave up while it was queued (Triton marks it
+        cancelled: a hang-up, or the gateway's deadline) is answered CANCELLED without any work: Triton's
+        Python backend hands queued requests over even when they are cancelled."""
         import triton_python_backend_utils as pb_utils
 
-        batch = [{name: _as_numpy(pb_utils.get_input_tensor_by_name(r, name)) for name in self.input_names}
-                 for r in requests]
+        live = [i for i, request in enumerate(requests) if not request.is_cancelled()]
+        responses = [pb_utils.InferenceResponse(  # one object per request: the backend frees each one
+            error=pb_utils.TritonError("cancelled while queued", pb_utils.TritonError.CANCELLED))
+            for _ in requests]
+        batch = [{name: _as_numpy(pb_utils.get_input_tensor_by_name(requests[i], name)) for name in self.input_names}
+                 for i in live]
         try:
-            results = self.stage.process(batch)
+            results = self.stage.process(batch) if batch else []
         except Exception as exc:  # the whole batch failed (an engine error): every request hears why
-            results = [as_stage_error(exc)] * len(requests)
-        responses = []
-        for result in results:
-            if isinstance(result, Exception):
-                error = as_stage_error(result)
-                code = pb_utils.TritonError.INVALID_ARG if error.client_fault else pb_utils.TritonError.INTERNAL
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(encode(error), code)))
-            else:
-                tensors = [pb_utils.Tensor(name, result[name]) for name in self.output_names]
-                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            results = [as_stage_error(exc)] * len(batch)
+        for index, result in zip(live, results, strict=True):
+            responses[index] = self._response(pb_utils, result)
         return responses
+
+    def _response(self, pb_utils, result: dict | Exception):
+        if isinstance(result, Exception):
+            error = as_stage_error(result)
+            code = pb_utils.TritonError.INVALID_ARG if error.client_fault else pb_utils.TritonError.INTERNAL
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(encode(error), code))
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, result[name])
+                                                          for name in self.output_names])
 
 
 def as_stage_error(exc: Exception) -> StageError:
