@@ -323,3 +323,131 @@ def gte_ntk_inv_freq(head_dim: int, base: float = GTE_ROPE_THETA, factor: float 
     """new-impl's NTKScalingRotaryEmbedding, as its code reads: base * factor, then / factor ** (2 / dim)."""
     inv_freq = 1.0 / ((base * factor) ** (torch.arange(0, head_dim, 2).float() / head_dim))
     return inv_freq / factor ** (2 / head_dim)
+
+
+# --- LLM rerankers: Qwen3-Reranker ---
+
+
+def _qwen_chat_tokenizer(out_dir: Path) -> dict[str, int]:
+    """Qwen3's kind: byte-level BPE over a corpus that has "yes" and "no" as whole tokens, the chat specials,
+    <think> / </think> as added tokens, ByteLevel post-processing only (no EOS appended), left padding."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    from testkit.factories import _corpus, _save_tokenizer
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    extra = ["yes", "no", "yes no yes no yes no", "Instruct Query Document system user assistant answer",
+             "Judge whether the Document meets the requirements based on the Query"] * 20
+    tok.train_from_iterator(_corpus() + extra, trainer=trainer)
+    tok.add_tokens(["<think>", "</think>"])
+    _save_tokenizer(tok, out_dir, special={"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+                    input_names=["input_ids", "attention_mask"], padding_side="left", model_max_length=32768)
+    return {"vocab_size": tok.get_vocab_size(), "eos_token_id": tok.token_to_id("<|im_end|>")}
+
+
+def make_qwen3_reranker(root: Path, *, seed: int = 0) -> Path:
+    """Qwen3-Reranker's published form: `Qwen3ForCausalLM` (tied embeddings, as the 0.6B), no
+    sentence-transformers files, no pad_token_id in its config, a folder named like the hub's. The
+    reference is the folder itself: transformers loads it natively; the scoring recipe is the model card's."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    folder = root / "Qwen3-Reranker-tiny"
+    folder.mkdir(parents=True)
+    ids = _qwen_chat_tokenizer(folder)
+    config = Qwen3Config(**_tiny_decoder(), **ids, tie_word_embeddings=True, rope_parameters={
+        "rope_type": "default", "rope_theta": 1000000.0})
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config).eval()
+    _randomize_norms(model, seed)
+    model.save_pretrained(folder)
+    saved = read_config(folder)
+    saved.pop("pad_token_id", None)
+    write_config(folder, saved)
+    return folder
+
+
+# --- Jina-BERT v2 ---
+
+JINA_V2_AUTO_MAP = {"AutoConfig": "jinaai/jina-bert-implementation--configuration_bert.JinaBertConfig",
+                    "AutoModel": "jinaai/jina-bert-implementation--modeling_bert.JinaBertModel",
+                    "AutoModelForMaskedLM": "jinaai/jina-bert-implementation--modeling_bert.JinaBertForMaskedLM",
+                    "AutoModelForSequenceClassification":
+                        "jinaai/jina-bert-implementation--modeling_bert.JinaBertForSequenceClassification"}
+JINA_V2_CODE_AUTO_MAP = {key: value.replace("jina-bert-implementation", "jina-bert-v2-qk-post-norm")
+                         for key, value in JINA_V2_AUTO_MAP.items()}
+# Six heads: not a power of two, so the slopes' second half (every other slope of 8 heads) counts.
+JINA_V2_SHAPE = {"hidden_size": 48, "num_attention_heads": 6, "num_hidden_layers": 2, "intermediate_size": 64}
+
+
+def make_jina_v2(root: Path, *, seed: int = 0, qk_post_norm: bool = False, reranker: bool = False) -> Path:
+    """jina-embeddings-v2-base-en's layout (or -base-code's qk-post-norm one, or jina-reranker-v1's
+    JinaBertForSequenceClassification): random weights under the published names, BERT's tokenizer kind,
+    8192 positions. There is no native class: the folder is its own reference (see the tests' functional
+    implementation)."""
+    from testkit.factories import _write_sentence_transformers, make_tokenizer
+
+    folder = root / ("jina-reranker-v1-tiny" if reranker else "jina-embeddings-v2-tiny")
+    folder.mkdir(parents=True)
+    vocab_size = len(make_tokenizer(folder, model_max_length=8192))
+    generator = torch.Generator().manual_seed(seed)
+    hidden, inner = JINA_V2_SHAPE["hidden_size"], JINA_V2_SHAPE["intermediate_size"]
+
+    def matrix(rows: int, cols: int) -> Tensor:
+        return 0.2 * torch.randn(rows, cols, generator=generator)
+
+    def vector(size: int, around: float = 0.0) -> Tensor:
+        return around + 0.1 * torch.randn(size, generator=generator)
+
+    weights: Weights = {"embeddings.word_embeddings.weight": matrix(vocab_size, hidden),
+                        "embeddings.token_type_embeddings.weight": matrix(2, hidden)}
+
+    def linear(name: str, rows: int, cols: int, bias: bool = True) -> None:
+        weights[f"{name}.weight"] = matrix(rows, cols)
+        if bias:
+            weights[f"{name}.bias"] = vector(rows)
+
+    def layer_norm(name: str) -> None:
+        weights[f"{name}.weight"], weights[f"{name}.bias"] = vector(hidden, 1.0), vector(hidden)
+
+    layer_norm("embeddings.LayerNorm")
+    for i in range(JINA_V2_SHAPE["num_hidden_layers"]):
+        prefix = f"encoder.layer.{i}."
+        for part in ("query", "key", "value"):
+            linear(f"{prefix}attention.self.{part}", hidden, hidden)
+        linear(f"{prefix}attention.output.dense", hidden, hidden)
+        layer_norm(f"{prefix}attention.output.LayerNorm")
+        if qk_post_norm:
+            layer_norm(f"{prefix}attention.self.layer_norm_q")
+            layer_norm(f"{prefix}attention.self.layer_norm_k")
+            linear(f"{prefix}mlp.up_gated_layer", 2 * inner, hidden, bias=False)
+            linear(f"{prefix}mlp.down_layer", hidden, inner)
+            layer_norm(f"{prefix}layer_norm_1")
+            layer_norm(f"{prefix}layer_norm_2")
+        else:
+            linear(f"{prefix}mlp.gated_layers", 2 * inner, hidden, bias=False)
+            linear(f"{prefix}mlp.wo", hidden, inner)
+            layer_norm(f"{prefix}mlp.layernorm")
+    linear("pooler.dense", hidden, hidden)
+    if reranker:
+        weights = {f"bert.{name}": tensor for name, tensor in weights.items()}
+        linear("classifier", 1, hidden)
+    write_weights(folder, weights)
+    write_config(folder, {
+        "model_type": "bert", "architectures": ["JinaBertForSequenceClassification" if reranker
+                                                else "JinaBertForMaskedLM"],
+        "auto_map": JINA_V2_CODE_AUTO_MAP if qk_post_norm else JINA_V2_AUTO_MAP, **JINA_V2_SHAPE,
+        "vocab_size": vocab_size, "type_vocab_size": 2, "max_position_embeddings": 8192, "model_max_length": 8192,
+        "position_embedding_type": "alibi", "feed_forward_type": "geglu", "hidden_act": "gelu", "emb_pooler": "mean",
+        "layer_norm_eps": 1e-12, "pad_token_id": 0, "attn_implementation": "torch", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "classifier_dropout": None,
+        **({"num_labels": 1, "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}} if reranker else {}),
+    })
+    if not reranker:
+        _write_sentence_transformers(folder, dim=hidden, pooling="mean", normalize=True, max_seq_length=8192)
+    return folder

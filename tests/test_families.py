@@ -16,6 +16,7 @@ The largest difference of each comparison is printed at the end of the module (r
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -57,6 +58,9 @@ MAKERS: dict[str, Callable[[Path], pub.PublishedModel | Path]] = {
     "nomic-native-config": lambda root: pub.make_nomic(root, seed=6, native_config_only=True),
     "gte-en": lambda root: pub.make_gte(root, seed=7),
     "gte-reranker": lambda root: pub.make_gte(root, seed=8, reranker=True),
+    "jina-v2": lambda root: pub.make_jina_v2(root, seed=9),
+    "jina-v2-code": lambda root: pub.make_jina_v2(root, seed=10, qk_post_norm=True),
+    "jina-reranker-v1": lambda root: pub.make_jina_v2(root, seed=11, reranker=True),
 }
 # Past 2,048 tokens (every word of it is one token of the tiny vocabularies): beyond Nomic's trained length.
 LONG_TEXT = "the quick brown fox jumps over the lazy dog near london and paris " * 180
@@ -328,6 +332,103 @@ def test_published_weight_names_are_the_ones_transformers_renames(tmp_path, make
     ids = torch.randint(5, 200, (1, 40))
     with torch.inference_mode():
         assert torch.equal(reference(input_ids=ids)[0], converted(input_ids=ids)[0])
+
+
+# --- Jina-BERT v2: no class in transformers; the reference is written here from the published description ---
+
+
+def paper_slopes(heads: int) -> list[float]:
+    """ALiBi's head slopes (Press et al., their reference code): a geometric sequence from 2^(-8/n) for n a power of
+    two; otherwise the power of two below, then every other slope of twice that many heads."""
+    if math.log2(heads).is_integer():
+        start = 2 ** (-8 / heads)
+        return [start ** (i + 1) for i in range(heads)]
+    below = 2 ** math.floor(math.log2(heads))
+    return paper_slopes(below) + paper_slopes(2 * below)[::2][: heads - below]
+
+
+def jina_v2_hidden(folder: Path, ids: list[int], types: list[int] | None = None) -> torch.Tensor:
+    """jina-bert-implementation's forward for one unpadded input, from the weight names and config alone."""
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "config.json").read_text())
+    raw = load_file(str(folder / "model.safetensors"))
+    w = {name.removeprefix("bert."): tensor for name, tensor in raw.items()}
+    hidden, heads, inner = config["hidden_size"], config["num_attention_heads"], config["intermediate_size"]
+    eps = config["layer_norm_eps"]
+
+    def norm(x: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (hidden,), w[f"{name}.weight"], w[f"{name}.bias"], eps)
+
+    def dense(x: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.nn.functional.linear(x, w[f"{name}.weight"], w.get(f"{name}.bias"))
+
+    tokens = torch.tensor(ids)
+    segments = torch.tensor(types) if types is not None else torch.zeros_like(tokens)
+    x = norm(w["embeddings.word_embeddings.weight"][tokens] + w["embeddings.token_type_embeddings.weight"][segments],
+             "embeddings.LayerNorm")
+    n = len(ids)
+    distance = (torch.arange(n)[None, :] - torch.arange(n)[:, None]).abs().float()
+    bias = -torch.tensor(paper_slopes(heads))[:, None, None] * distance
+    gelu = torch.nn.functional.gelu  # exact erf GELU, as nn.GELU() in Jina's code
+    for i in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+        q, k, v = (dense(x, f"{p}attention.self.{part}") for part in ("query", "key", "value"))
+        code = f"{p}attention.self.layer_norm_q.weight" in w
+        if code:
+            q, k = norm(q, f"{p}attention.self.layer_norm_q"), norm(k, f"{p}attention.self.layer_norm_k")
+        q, k, v = (t.view(n, heads, -1).transpose(0, 1) for t in (q, k, v))
+        attention = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hidden // heads) + bias, dim=-1) @ v
+        h = norm(dense(attention.transpose(0, 1).reshape(n, hidden), f"{p}attention.output.dense") + x,
+                 f"{p}attention.output.LayerNorm")
+        if code:
+            h = norm(x + h, f"{p}layer_norm_1")
+            u = dense(h, f"{p}mlp.up_gated_layer")
+            x = norm(h + dense(u[:, :inner] * gelu(u[:, inner:]), f"{p}mlp.down_layer"), f"{p}layer_norm_2")
+        else:
+            g = dense(h, f"{p}mlp.gated_layers")
+            x = norm(h + dense(gelu(g[:, :inner]) * g[:, inner:], f"{p}mlp.wo"), f"{p}mlp.layernorm")
+    return x
+
+
+@pytest.mark.parametrize("name", ["jina-v2", "jina-v2-code"])
+def test_jina_v2_matches_the_published_description(family_stack, models, name):
+    """Mean pooling over ALiBi attention, short texts and one past 2,048 tokens (ALiBi has no position limit)."""
+    folder = models[name]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    texts = [*TEXTS, LONG_TEXT]
+    with torch.inference_mode():
+        reference = normalized(np.stack([
+            jina_v2_hidden(folder, tokenizer(t, truncation=True, max_length=8192)["input_ids"]).mean(0).numpy()
+            for t in texts]))
+    assert len(tokenizer(LONG_TEXT)["input_ids"]) > 2048
+    check_embeddings(family_stack, name, texts, reference)
+
+
+def test_jina_reranker_v1_matches_the_published_description(family_stack, models):
+    from safetensors.torch import load_file
+
+    folder = models["jina-reranker-v1"]
+    w = load_file(str(folder / "model.safetensors"))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    logits = []
+    with torch.inference_mode():
+        for text in TEXTS:
+            encoded = tokenizer(QUERY, text, truncation=True, max_length=8192)
+            assert set(encoded["token_type_ids"]) == {0, 1}
+            first = jina_v2_hidden(folder, encoded["input_ids"], encoded["token_type_ids"])[0]
+            pooled = torch.tanh(torch.nn.functional.linear(first, w["bert.pooler.dense.weight"],
+                                                           w["bert.pooler.dense.bias"]))
+            logits.append(float(torch.nn.functional.linear(pooled, w["classifier.weight"], w["classifier.bias"])))
+    check_scores(family_stack, "jina-reranker-v1", TEXTS, np.array(logits), raw_scores=True)
+
+
+def test_alibi_slopes_in_head_order():
+    """Six heads: 2^-2, 2^-4, 2^-6, 2^-8 from four heads, then 2^-1, 2^-3 (every other one of eight's)."""
+    from trident.models.jina_bert import alibi_slopes
+
+    expected = [2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3]
+    assert paper_slopes(6) == pytest.approx(expected) and alibi_slopes(6) == pytest.approx(expected)
 
 
 # --- families Trident does not implement ---

@@ -42,9 +42,9 @@ class Family:
 
 
 def families() -> tuple[Family, ...]:
-    from builder.families import bidirectional, gte, nomic
+    from builder.families import bidirectional, gte, jina_bert, nomic
 
-    return (bidirectional.FAMILY, nomic.FAMILY, gte.FAMILY)
+    return (bidirectional.FAMILY, nomic.FAMILY, gte.FAMILY, jina_bert.FAMILY)
 
 
 def recognise(published: Published) -> Family | None:

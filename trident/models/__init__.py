@@ -4,6 +4,7 @@ Auto classes, so the builder's export and parity and the torch engine load a con
 exactly as they load any native one.
 
 - `trident_nomic_bert`: Nomic-BERT with dynamic NTK rotary scaling computed per sequence (nomic.py).
+- `trident_jina_bert`: Jina-BERT v2, ALiBi and gated MLPs, embedders and rerankers (jina_bert.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import functools
 @functools.cache
 def register() -> None:
     """Make every Trident model type loadable by transformers' Auto classes (once per process)."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    from trident.models import nomic
+    from trident.models import jina_bert, nomic
 
     AutoConfig.register(nomic.TridentNomicBertConfig.model_type, nomic.TridentNomicBertConfig)
     AutoModel.register(nomic.TridentNomicBertConfig, nomic.TridentNomicBertModel)
+    AutoConfig.register(jina_bert.TridentJinaBertConfig.model_type, jina_bert.TridentJinaBertConfig)
+    AutoModel.register(jina_bert.TridentJinaBertConfig, jina_bert.TridentJinaBertModel)
+    AutoModelForSequenceClassification.register(jina_bert.TridentJinaBertConfig,
+                                                jina_bert.TridentJinaBertForSequenceClassification)
