@@ -451,3 +451,94 @@ def make_jina_v2(root: Path, *, seed: int = 0, qk_post_norm: bool = False, reran
     if not reranker:
         _write_sentence_transformers(folder, dim=hidden, pooling="mean", normalize=True, max_seq_length=8192)
     return folder
+
+
+# --- jina-embeddings-v3 ---
+
+JINA_V3_TASKS = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
+JINA_V3_INSTRUCTIONS = {"retrieval.query": "Represent the query for retrieving evidence documents: ",
+                        "retrieval.passage": "Represent the document for retrieval: ",
+                        "separation": "", "classification": "", "text-matching": ""}
+JINA_V3_AUTO_MAP = {
+    "AutoConfig": "jinaai/xlm-roberta-flash-implementation--configuration_xlm_roberta.XLMRobertaFlashConfig",
+    "AutoModel": "jinaai/xlm-roberta-flash-implementation--modeling_lora.XLMRobertaLoRA",
+    "AutoModelForMaskedLM": "jinaai/xlm-roberta-flash-implementation--modeling_xlm_roberta.XLMRobertaForMaskedLM"}
+JINA_V3_RANK = 4
+JINA_V3_ALPHA = 1
+
+
+def make_jina_v3(root: Path, *, seed: int = 0) -> PublishedModel:
+    """jina-embeddings-v3's layout: XLM-R tokenizer, rotary (theta 20000), fused Wqkv, five LoRA adapters stacked on
+    dim 0 in torch parametrization form under `roberta.`, its task instructions in config.json. The native
+    reference holds the base weights only (JinaEmbeddingsV3Model has no adapters); the published adapters are
+    in `published/model.safetensors`, for the tests to merge."""
+    from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
+
+    from testkit.factories import _write_sentence_transformers
+
+    native = root / "native"
+    native.mkdir(parents=True)
+    ids = FAMILIES["xlm-roberta"].tokenizer(native, 8194)
+    config = JinaEmbeddingsV3Config(vocab_size=ids["vocab_size"], hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=64, max_position_embeddings=8194,
+                                    type_vocab_size=1, pad_token_id=ids["pad_token_id"], layer_norm_eps=1e-5,
+                                    rope_parameters={"rope_type": "default", "rope_theta": 20000.0},
+                                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.2)
+    torch.manual_seed(seed)
+    model = JinaEmbeddingsV3Model(config, add_pooling_layer=False).eval()
+    _randomize_norms(model, seed)
+    model.save_pretrained(native)
+    _write_sentence_transformers(native, dim=32, pooling="mean", normalize=True, max_seq_length=8194)
+    published = root / "published"
+    _copy_as_published(native, published)
+    write_weights(published, jina_v3_published_weights(model.state_dict(), seed))
+    write_config(published, {
+        "model_type": "xlm-roberta", "architectures": ["XLMRobertaModel"], "auto_map": JINA_V3_AUTO_MAP,
+        "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+        "hidden_act": "gelu", "vocab_size": ids["vocab_size"], "type_vocab_size": 1, "max_position_embeddings": 8194,
+        "pad_token_id": ids["pad_token_id"], "bos_token_id": 0, "eos_token_id": 2, "layer_norm_eps": 1e-5,
+        "position_embedding_type": "rotary", "rotary_emb_base": 20000.0, "lora_adaptations": JINA_V3_TASKS,
+        "lora_rank": JINA_V3_RANK, "lora_alpha": JINA_V3_ALPHA, "lora_dropout_p": 0.0, "load_trained_adapters": True,
+        "task_instructions": JINA_V3_INSTRUCTIONS, "matryoshka_dimensions": [8, 16, 32], "emb_pooler": None,
+        "use_flash_attn": True, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "torch_dtype": "float32",
+    })
+    return PublishedModel(published, native)
+
+
+def jina_v3_published_weights(native: Weights, seed: int) -> Weights:
+    """JinaEmbeddingsV3Model's names -> xlm-roberta-flash-implementation's, every linear layer and embedding table
+    parametrized: `original` plus random adapters (lora_A [tasks, r, in] and lora_B [tasks, out, r]; for tables
+    lora_A [tasks, rows, r] and lora_B [tasks, r, dim])."""
+    generator = torch.Generator().manual_seed(seed + 7)
+    tasks = len(JINA_V3_TASKS)
+    out: Weights = {}
+
+    def parametrized(name: str, weight: Tensor, table: bool = False) -> None:
+        rows, cols = weight.shape
+        out[f"roberta.{name}.parametrizations.weight.original"] = weight
+        a_shape, b_shape = ((tasks, rows, JINA_V3_RANK), (tasks, JINA_V3_RANK, cols)) if table else \
+            ((tasks, JINA_V3_RANK, cols), (tasks, rows, JINA_V3_RANK))
+        out[f"roberta.{name}.parametrizations.weight.0.lora_A"] = 0.3 * torch.randn(a_shape, generator=generator)
+        out[f"roberta.{name}.parametrizations.weight.0.lora_B"] = 0.3 * torch.randn(b_shape, generator=generator)
+
+    for table in ("word_embeddings", "token_type_embeddings"):
+        parametrized(f"embeddings.{table}", native[f"embeddings.{table}.weight"], table=True)
+    for kind in ("weight", "bias"):
+        out[f"roberta.emb_ln.{kind}"] = native[f"embeddings.LayerNorm.{kind}"]
+    layers = {int(name.split(".")[1]) for name in native if name.startswith("layers.")}
+    for i in sorted(layers):
+        source, target = f"layers.{i}.", f"encoder.layers.{i}."
+        parametrized(target + "mixer.Wqkv", torch.cat([native[f"{source}self_attn.{p}_proj.weight"] for p in "qkv"]))
+        out[f"roberta.{target}mixer.Wqkv.bias"] = torch.cat([native[f"{source}self_attn.{p}_proj.bias"] for p in "qkv"])
+        parametrized(target + "mixer.out_proj", native[f"{source}self_attn.o_proj.weight"])
+        out[f"roberta.{target}mixer.out_proj.bias"] = native[f"{source}self_attn.o_proj.bias"]
+        for fc in ("fc1", "fc2"):
+            parametrized(f"{target}mlp.{fc}", native[f"{source}mlp.{fc}.weight"])
+            out[f"roberta.{target}mlp.{fc}.bias"] = native[f"{source}mlp.{fc}.bias"]
+        for published_name, native_name in (("norm1", "post_attention_layernorm"), ("norm2", "post_mlp_layernorm")):
+            for kind in ("weight", "bias"):
+                out[f"roberta.{target}{published_name}.{kind}"] = native[f"{source}{native_name}.{kind}"]
+    parametrized("pooler.dense", 0.2 * torch.randn(32, 32, generator=generator))  # published, never used to embed
+    out["roberta.pooler.dense.bias"] = torch.zeros(32)
+    return out

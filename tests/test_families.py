@@ -61,6 +61,7 @@ MAKERS: dict[str, Callable[[Path], pub.PublishedModel | Path]] = {
     "jina-v2": lambda root: pub.make_jina_v2(root, seed=9),
     "jina-v2-code": lambda root: pub.make_jina_v2(root, seed=10, qk_post_norm=True),
     "jina-reranker-v1": lambda root: pub.make_jina_v2(root, seed=11, reranker=True),
+    "jina-v3": lambda root: pub.make_jina_v3(root, seed=12),
 }
 # Past 2,048 tokens (every word of it is one token of the tiny vocabularies): beyond Nomic's trained length.
 LONG_TEXT = "the quick brown fox jumps over the lazy dog near london and paris " * 180
@@ -429,6 +430,69 @@ def test_alibi_slopes_in_head_order():
 
     expected = [2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3]
     assert paper_slopes(6) == pytest.approx(expected) and alibi_slopes(6) == pytest.approx(expected)
+
+
+# --- jina-embeddings-v3: LoRA adapters, merged here into the native class as the published recipe says ---
+
+
+def jina_v3_merged(made: pub.PublishedModel, task: str | None) -> torch.nn.Module:
+    """JinaEmbeddingsV3Model with the task's adapter merged: W + (B[t] @ A[t]) * alpha / r for linear layers,
+    W + (A[t] @ B[t]) * alpha / r for embedding tables; the fused Wqkv delta split into q, k, v. None: no adapter."""
+    from safetensors.torch import load_file
+
+    model = AutoModel.from_pretrained(made.native, add_pooling_layer=False).eval()
+    if task is None:
+        return model
+    t, scaling = pub.JINA_V3_TASKS.index(task), pub.JINA_V3_ALPHA / pub.JINA_V3_RANK
+    published = load_file(str(made.published / "model.safetensors"))
+    parameters = dict(model.named_parameters())
+    targets = {"embeddings.word_embeddings": ["embeddings.word_embeddings"],
+               "embeddings.token_type_embeddings": ["embeddings.token_type_embeddings"]}
+    for i in range(model.config.num_hidden_layers):
+        targets[f"encoder.layers.{i}.mixer.Wqkv"] = [f"layers.{i}.self_attn.{p}_proj" for p in "qkv"]
+        targets[f"encoder.layers.{i}.mixer.out_proj"] = [f"layers.{i}.self_attn.o_proj"]
+        for fc in ("fc1", "fc2"):
+            targets[f"encoder.layers.{i}.mlp.{fc}"] = [f"layers.{i}.mlp.{fc}"]
+    with torch.no_grad():
+        for source, native_names in targets.items():
+            a = published[f"roberta.{source}.parametrizations.weight.0.lora_A"][t]
+            b = published[f"roberta.{source}.parametrizations.weight.0.lora_B"][t]
+            delta = (a @ b if "embeddings" in source else b @ a) * scaling
+            for name, part in zip(native_names, delta.chunk(len(native_names), dim=0), strict=True):
+                parameters[f"{name}.weight"].add_(part)
+    return model
+
+
+def jina_v3_reference(made: pub.PublishedModel, texts: list[str], task: str | None, *,
+                      instruction: bool = True) -> np.ndarray:
+    """As Jina's `encode(task=...)`: the task's instruction before each text, its adapter merged."""
+    tokenizer = AutoTokenizer.from_pretrained(made.native)
+    model = jina_v3_merged(made, task)
+    prefix = pub.JINA_V3_INSTRUCTIONS[task] if task and instruction else ""
+    with torch.inference_mode():
+        return normalized(np.stack([mean_pool(model(**tokenizer(prefix + text, return_tensors="pt")).last_hidden_state)
+                                    for text in texts]))
+
+
+def test_jina_v3_engine_runs_every_adapter(repositories, models):
+    """The built engine graph, fed each adapter's index as token types, equals the native class with that
+    adapter merged (and index 0 the base weights); one mixed batch holds every adapter at once."""
+    from trident.onnx_engine import OnnxEngine
+    from trident.spec import ModelSpec
+
+    made = models["jina-v3"]
+    folder = repositories["jina-v3"]
+    spec = ModelSpec.load(folder / "jina-v3" / "manifest.json")
+    engine = OnnxEngine(folder / "jina-v3_engine" / "1" / "model.onnx", spec, pad_id=spec.pad_token_id)
+    tokenizer = AutoTokenizer.from_pretrained(made.native)
+    tasks = [None, *pub.JINA_V3_TASKS]
+    texts = [TEXTS[i % 4 + 1] for i in range(len(tasks))]
+    ids = [np.array(tokenizer(t)["input_ids"]) for t in texts]
+    served = normalized(np.stack(engine.run(ids, [np.full_like(row, i) for i, row in enumerate(ids)])))
+    for i, task in enumerate(tasks):
+        reference = jina_v3_reference(made, [texts[i]], task, instruction=False)
+        assert_embeddings_close(f"jina-v3 engine adapter {task}", served[i:i + 1], reference)
+    assert float(np.abs(served[1] - jina_v3_reference(made, [texts[1]], None)).max()) > 1e-2, "adapters must count"
 
 
 # --- families Trident does not implement ---

@@ -42,9 +42,9 @@ class Family:
 
 
 def families() -> tuple[Family, ...]:
-    from builder.families import bidirectional, gte, jina_bert, nomic
+    from builder.families import bidirectional, gte, jina_bert, jina_v3, nomic
 
-    return (bidirectional.FAMILY, nomic.FAMILY, gte.FAMILY, jina_bert.FAMILY)
+    return (bidirectional.FAMILY, nomic.FAMILY, gte.FAMILY, jina_bert.FAMILY, jina_v3.FAMILY)
 
 
 def recognise(published: Published) -> Family | None:
