@@ -107,7 +107,7 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
             _export_and_check(model_dir, spec, onnx_file, progress, options.trust_remote_code)
             if spec.quantization == "int8":
                 onnx_file = _quantize_int8(model_dir, spec, onnx_file, progress)
-        if spec.task_row.pools:
+        if spec.task_row.dense_vectors:
             _calibrate(model_dir, spec, onnx_file, progress)
         progress("writing the Triton model repository")
         repository = staging_dir / "repository"

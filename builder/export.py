@@ -1,8 +1,11 @@
 """Export a local Hugging Face checkpoint to the one ONNX graph the engine serves.
 
-The graph takes int64 `[batch, seq]` inputs (see `onnx_input_names`) and returns either `embeddings`
-`[batch, dim]` (the head's pooling and Dense modules folded in, never normalized: normalization is a
-per-request choice) or `logits` (`[batch, num_labels]`, or `[batch, seq, num_labels]` for NER).
+The graph takes int64 `[batch, seq]` inputs (see `onnx_input_names`) and returns, for an embedding model,
+`embeddings` `[batch, dim]` (the head's pooling and Dense modules folded in, never normalized:
+normalization is a per-request choice) and `token_embeddings` `[batch, seq, hidden]` (the last hidden
+state, for /embed_all: the engine asks for one or the other); for a SPLADE model `embeddings`
+`[batch, vocab]` (SpladePooling folded in: the `[batch, seq, vocab]` logits stay inside); else `logits`
+(`[batch, num_labels]`, or `[batch, seq, num_labels]` for NER).
 
 Only the dynamo exporter is used: the legacy TorchScript exporter silently produces wrong hidden states
 for BERT-family models.
@@ -24,11 +27,13 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from trident import heads
+from trident import tensors as T
 from trident.batching import position_ids_from_mask
 from trident.models import register as register_trident_models
 from trident.spec import ModelSpec
 from trident.torch_engine.head import DenseStack
-from trident.torch_engine.pooling import pool_padded
+from trident.torch_engine.pooling import pool_padded, splade_pool_padded
 
 OPSET = 18
 # eager first: its additive-mask graph runs 12% faster in ORT on CPU than the exported SDPA decomposition
@@ -54,8 +59,8 @@ def onnx_input_names(spec: ModelSpec) -> list[str]:
     return spec.engine_input_names()
 
 
-def onnx_output_name(spec: ModelSpec) -> str:
-    return spec.engine_output_name()
+def onnx_output_names(spec: ModelSpec) -> list[str]:
+    return spec.engine_output_names()
 
 
 def load_model(
@@ -74,14 +79,17 @@ def load_model(
 
 
 class ServingGraph(nn.Module):
-    """What gets exported: the HF model plus, for embeddings, the head up to (not including) Normalize."""
+    """What gets exported: the HF model plus its head, returning the task's engine outputs in order
+    (`Task.engine_outputs`): an embedding model's pooled vector (the head up to, not including, Normalize)
+    and each token's last hidden state; a SPLADE model's pooled vocabulary vector; logits."""
 
     def __init__(self, model: PreTrainedModel, spec: ModelSpec, model_dir: Path) -> None:
         super().__init__()
         self.model = model
-        self.pooled = spec.task_row.pools
+        self.outputs = spec.task_row.engine_outputs
         self.pooling = spec.pooling
-        self.dense = DenseStack(spec.head, model_dir) if self.pooled else None
+        self.splade = spec.head[0] if heads.is_sparse(spec.head) else None
+        self.dense = DenseStack(spec.head, model_dir) if spec.task_row.dense_vectors else None
 
     def forward(
         self,
@@ -89,13 +97,20 @@ class ServingGraph(nn.Module):
         attention_mask: Tensor,
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
-    ) -> Tensor:
+    ) -> tuple[Tensor, ...]:
         extra = {"token_type_ids": token_type_ids, "position_ids": position_ids}
         kwargs = {k: v for k, v in extra.items() if v is not None}
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        if self.pooled:
-            return self.dense(pool_padded(out.last_hidden_state, attention_mask, self.pooling))
-        return out.logits
+        return tuple(self._output(name, out, attention_mask) for name in self.outputs)
+
+    def _output(self, name: str, out: object, attention_mask: Tensor) -> Tensor:
+        if name == T.LOGITS:
+            return out.logits
+        if name == T.TOKEN_EMBEDDINGS:
+            return out.last_hidden_state.float()
+        if self.splade is not None:  # the [batch, seq, vocab] logits never leave the graph
+            return splade_pool_padded(out.logits, attention_mask, self.splade["strategy"], self.splade["activation"])
+        return self.dense(pool_padded(out.last_hidden_state, attention_mask, self.pooling))
 
 
 def _example_inputs(spec: ModelSpec, vocab_size: int, batch: int, lengths: list[int]) -> dict[str, Tensor]:
@@ -156,7 +171,7 @@ def _export(graph: ServingGraph, spec: ModelSpec, out_path: Path) -> None:
         str(out_path),
         kwargs=feeds,
         input_names=list(feeds),
-        output_names=[onnx_output_name(spec)],
+        output_names=onnx_output_names(spec),
         opset_version=OPSET,
         dynamo=True,
         external_data=external,
@@ -180,14 +195,15 @@ def _check_against_torch(graph: ServingGraph, spec: ModelSpec, out_path: Path) -
     for batch, lengths in ((1, [1]), (3, [longest, 1, longest // 2])):
         feeds = _example_inputs(spec, vocab_size, batch, lengths)
         with torch.inference_mode():
-            expected = graph(**feeds).numpy()
-        (actual,) = session.run(None, {k: v.numpy() for k, v in feeds.items()})
-        if actual.shape != expected.shape:
-            raise ExportError(f"ONNX output shape {actual.shape} != torch {expected.shape}")
-        if spec.task_row.per_token:  # padding rows carry no meaning and may differ
-            mask = feeds["attention_mask"].numpy().astype(bool)
-            actual, expected = actual[mask], expected[mask]
-        diffs.append(float(np.abs(actual - expected).max()))
+            expected_outputs = [t.numpy() for t in graph(**feeds)]
+        actual_outputs = session.run(None, {k: v.numpy() for k, v in feeds.items()})
+        for name, expected, actual in zip(graph.outputs, expected_outputs, actual_outputs, strict=True):
+            if actual.shape != expected.shape:
+                raise ExportError(f"ONNX output {name} shape {actual.shape} != torch {expected.shape}")
+            if spec.task_row.per_token_output(name):  # padding rows carry no meaning and may differ
+                mask = feeds["attention_mask"].numpy().astype(bool)
+                actual, expected = actual[mask], expected[mask]
+            diffs.append(float(np.abs(actual - expected).max()))
     return float(np.max(diffs))  # np.max, not max(): a NaN must propagate and fail the tolerance check
 
 

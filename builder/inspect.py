@@ -30,7 +30,8 @@ UNSUPPORTED_POOLING_KEYS = (
     "pooling_mode_weightedmean_tokens",
 )
 DENSE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-SUPPORTED_ST_MODULES = {"Transformer", "Pooling", "Dense", "Normalize"}
+# MLMTransformer: sentence-transformers 5.x's SPLADE encoder (6.x saves a Transformer with fill-mask).
+SUPPORTED_ST_MODULES = {"Transformer", "MLMTransformer", "Pooling", "Dense", "Normalize", "SpladePooling"}
 
 
 def read_json(path: Path) -> dict[str, Any] | list[Any] | None:
@@ -57,15 +58,18 @@ def inspect_checkpoint(
         check_remote_code(model_dir, config["auto_map"], trust_remote_code)
     architecture = (config.get("architectures") or ["AutoModel"])[0]
     model_type = str(config.get("model_type", ""))
-    task = task or detect_task(architecture, config)
+    modules = _sentence_transformers_modules(model_dir)
+    task = task or detect_task(architecture, config, modules)
     if task not in TASK_NAMES:
         raise BuildError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
-    modules = _sentence_transformers_modules(model_dir)
     causal = model_type in CAUSAL_TYPES
     row = task_of(task)
     # A decoder made bidirectional (builder/families/bidirectional.py) pools like an encoder by default.
     pools_last = causal and config.get("is_causal") is not False
-    head = embedding_head(model_dir, modules, pools_last, pooling) if row.pools else []
+    if row.sparse:
+        head = sparse_head(model_dir, modules)
+    else:
+        head = embedding_head(model_dir, modules, pools_last, pooling) if row.pools else []
     tokenizer_info = _tokenizer_info(model_dir)
     spec = ModelSpec(
         name=name,
@@ -112,7 +116,9 @@ def _class_references(auto_map: dict[str, Any]) -> list[str]:
     return references
 
 
-def detect_task(architecture: str, config: dict[str, Any]) -> str:
+def detect_task(architecture: str, config: dict[str, Any], modules: list[tuple[str, str]] = ()) -> str:
+    if any(kind == "SpladePooling" for _, kind in modules):
+        return "sparse"
     if architecture.endswith("ForSequenceClassification"):
         return "reranker" if _num_labels(config) == 1 else "classifier"
     if architecture.endswith("ForTokenClassification"):
@@ -132,6 +138,8 @@ def _id2label(config: dict[str, Any]) -> dict[str, str]:
 
 
 def _output_dim(config: dict[str, Any], task: str) -> int:
+    if task_of(task).sparse:  # one value per vocabulary entry
+        return int(config["vocab_size"])
     if task_of(task).pools:
         return int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or config.get("n_embd"))
     return _num_labels(config)
@@ -172,6 +180,23 @@ def embedding_head(model_dir: Path, modules: list[tuple[str, str]], causal: bool
         return heads.check(head)
     except heads.HeadError as exc:
         raise BuildError(f"{model_dir}/modules.json: {exc}") from None
+
+
+def sparse_head(model_dir: Path, modules: list[tuple[str, str]]) -> heads.Head:
+    """A SPLADE model's SpladePooling, as sentence-transformers 6 or 5.x saved it (the same keys, but for the
+    dimension, which is the vocabulary's anyway); without one (`--task sparse` on a *ForMaskedLM), TEI's
+    `--pooling splade`: max of log1p(relu)."""
+    splade = [path for path, kind in modules if kind == "SpladePooling"]
+    config = (read_json(model_dir / splade[0] / "config.json") or {}) if splade else {}
+    others = [kind for _, kind in modules if kind not in ("Transformer", "MLMTransformer", "SpladePooling")]
+    if others:
+        raise BuildError(f"{model_dir}/modules.json: a sparse model's SpladePooling must be the only module after "
+                         f"its encoder; it also has {', '.join(others)}")
+    try:
+        return heads.check([heads.splade_pooling(str(config.get("pooling_strategy", "max")),
+                                                 str(config.get("activation_function", "relu")))])
+    except heads.HeadError as exc:
+        raise BuildError(f"{model_dir / (splade[0] if splade else '')}: {exc}") from None
 
 
 def _dense(model_dir: Path, path: str) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def torch_reference(
                 feeds["token_type_ids"] = torch.from_numpy(types[i]).unsqueeze(0)
             if spec.padding_side == "left":
                 feeds["position_ids"] = torch.arange(len(row)).unsqueeze(0)
-            outputs.append(graph(**feeds)[0].numpy())
+            outputs.append(graph(**feeds)[0][0].numpy())  # the main output, of the one input
     return outputs
 
 

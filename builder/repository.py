@@ -1,8 +1,10 @@
 """Writing the Triton model repository of one model, from its task's row (trident.tasks):
 
-    <name>      ensemble: <name>_tokenizer -> <name>_engine -> <name>_postprocess   (text in)
-    <name>_ids  ensemble: <name>_ids_input  -> <name>_engine -> <name>_postprocess   (token ids in; tasks
-                                                                                     whose row allows them)
+    <name>         ensemble: <name>_tokenizer -> <name>_engine -> <name>_postprocess   (text in)
+    <name>_ids     ensemble: <name>_ids_input  -> <name>_engine -> <name>_postprocess   (token ids in; tasks
+                                                                                        whose row allows them)
+    <name>_tokens  ensemble: <name>_tokenizer -> <name>_engine                        (token embeddings out;
+                                                                                        embedding models)
 
 Every config is a `model_config_pb2.ModelConfig` (Triton's own protobuf, shipped in tritonclient) written
 in text format, complete (Triton runs with --disable-auto-complete-config). Each Python-backend config
@@ -24,13 +26,13 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from trident import tensors as T
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
-from trident.tasks import ids_model
+from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
 # an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
-# manifest's quantization ranges.
-REPOSITORY_FORMAT = 2
+# manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens` and sparse models.
+REPOSITORY_FORMAT = 3
 MAX_BATCH_SIZE = 256
 # Queue delays: the engine waits a little for a fuller batch; the cheap steps do not.
 QUEUE_DELAY_US = {"tokenizer": 100, "ids": 100, "engine": 500, "postprocess": 0}
@@ -69,13 +71,12 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT, T.MAX_TOKENS))
     text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation]
     timing = [Tensor(T.TOKENIZE_NS)]  # straight out of the ensemble: x-tokenization-time
-    width = spec.dim if task.pools else spec.num_labels
-    engine_output = Tensor(task.engine_output, (-1, width) if task.per_token else (width,), ragged=task.per_token)
+    engine_outputs = [Tensor(name, _engine_dims(name, spec)) for name in task.engine_outputs]
     context = [Tensor(T.TEXT), tokens[0], *spans, tokens[2]] if task.spans else []  # NER cuts words from TEXT
     steps = {
         "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans + timing),
-        "engine": Step("engine", "engine", tokens, [engine_output]),
-        "postprocess": Step("postprocess", task.postprocess, [*context, engine_output, *optional(task.options)],
+        "engine": Step("engine", "engine", tokens, engine_outputs),
+        "postprocess": Step("postprocess", task.postprocess, [*context, engine_outputs[0], *optional(task.options)],
                             [Tensor(name, _output_dims(name, spec)) for name in task.outputs]),
     }
     if task.token_ids:
@@ -83,8 +84,36 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     return steps
 
 
+def _engine_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
+    """Per item: [width], or [tokens, width] for a per-token output (hidden states: the encoder's width)."""
+    task = spec.task_row
+    width = spec.num_labels if name == T.LOGITS else (-1 if name == T.TOKEN_EMBEDDINGS and task.pools else spec.dim)
+    return (-1, width) if task.per_token_output(name) else (width,)
+
+
 def _output_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
-    return {T.EMBEDDINGS: (-1,), T.SCORES: (spec.num_labels,)}.get(name, (1,))
+    return {T.EMBEDDINGS: (-1,), T.SCORES: (spec.num_labels,), T.SPARSE_INDICES: (-1,),
+            T.SPARSE_VALUES: (-1,), T.TOKEN_EMBEDDINGS: (-1, -1)}.get(name, (1,))
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    name: str
+    chain: list[Step]  # the steps in order; each tensor keeps its name through the ensemble
+    outputs: tuple[str, ...]
+
+
+def ensembles_for(spec: ModelSpec, steps: dict[str, Step]) -> list[Ensemble]:
+    """`<name>` (text) first: the one that carries the manifest."""
+    task = spec.task_row
+    tokenizer, engine, postprocess = steps["tokenizer"], steps["engine"], steps["postprocess"]
+    ensembles = [Ensemble(spec.name, [tokenizer, engine, postprocess], task.ensemble_outputs)]
+    if "ids" in steps:
+        ensembles.append(Ensemble(ids_model(spec.name), [steps["ids"], engine, postprocess], task.ensemble_outputs))
+    if task.token_embeddings:
+        ensembles.append(Ensemble(tokens_model(spec.name), [tokenizer, engine],
+                                  (T.TOKEN_EMBEDDINGS, *TOKENIZER_OUTPUTS)))
+    return ensembles
 
 
 def model_name(spec: ModelSpec, role: str) -> str:
@@ -115,23 +144,23 @@ def python_config(spec: ModelSpec, step: Step) -> pb.ModelConfig:
     return config
 
 
-def ensemble_config(spec: ModelSpec, steps: dict[str, Step], first: str) -> pb.ModelConfig:
-    """`first` (tokenizer or ids) -> engine -> postprocess. Every tensor keeps its name through the
-    ensemble: the ids ensemble takes TOKEN_IDS, so what its first step produces clashes with no input."""
-    chain = [steps[first], steps["engine"], steps["postprocess"]]
-    config = pb.ModelConfig(name=spec.name if first == "tokenizer" else ids_model(spec.name),
-                            platform="ensemble", max_batch_size=MAX_BATCH_SIZE)
-    for step in chain:
+def ensemble_config(spec: ModelSpec, ensemble: Ensemble) -> pb.ModelConfig:
+    """The chain of steps, each output mapped only where a later step or the ensemble's outputs take it: Triton
+    asks each composing model for just those (the engine computes pooled vectors or token embeddings, not
+    both). The ids ensemble takes TOKEN_IDS, so what its first step produces clashes with no input."""
+    config = pb.ModelConfig(name=ensemble.name, platform="ensemble", max_batch_size=MAX_BATCH_SIZE)
+    for index, step in enumerate(ensemble.chain):
+        taken = {t.name for later in ensemble.chain[index + 1 :] for t in later.inputs} | set(ensemble.outputs)
         entry = config.ensemble_scheduling.step.add(model_name=model_name(spec, step.role), model_version=-1)
         for tensor in step.inputs:
             entry.input_map[tensor.name] = tensor.name
         for tensor in step.outputs:
-            entry.output_map[tensor.name] = tensor.name
-    options = [t for t in chain[2].inputs if t.name in spec.task_row.options]
-    _declare([replace(t, ragged=False) for t in [*chain[0].inputs, *options]], config.input, is_input=True)
-    _declare([Tensor(name, _output_dims(name, spec)) for name in spec.task_row.ensemble_outputs], config.output,
-             False)
-    if first == "tokenizer":
+            if tensor.name in taken:
+                entry.output_map[tensor.name] = tensor.name
+    options = [t for t in ensemble.chain[-1].inputs if t.name in spec.task_row.options]
+    _declare([replace(t, ragged=False) for t in [*ensemble.chain[0].inputs, *options]], config.input, is_input=True)
+    _declare([Tensor(name, _output_dims(name, spec)) for name in ensemble.outputs], config.output, False)
+    if ensemble.name == spec.name:
         _manifest(config, spec)
     return config
 
@@ -140,9 +169,8 @@ def configs_for(spec: ModelSpec) -> dict[str, pb.ModelConfig]:
     """The config of every model of the spec's ensembles, keyed by model name."""
     steps = steps_for(spec)
     configs = {model_name(spec, role): python_config(spec, step) for role, step in steps.items()}
-    configs[spec.name] = ensemble_config(spec, steps, "tokenizer")
-    if "ids" in steps:
-        configs[ids_model(spec.name)] = ensemble_config(spec, steps, "ids")
+    for ensemble in ensembles_for(spec, steps):
+        configs[ensemble.name] = ensemble_config(spec, ensemble)
     return configs
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from trident import tensors as T
 from trident.spec import ModelSpec
 
 MAX_ROWS = 4096  # rows of one plan batch; trident.tensorrt_engine splits wider batches
@@ -103,18 +104,22 @@ def plan_config(spec: ModelSpec, profiles: list[Profile]) -> str:
     picks one whose ranges hold the request's shapes."""
     inputs = ",\n".join(f'  {{ name: "{name}" data_type: TYPE_INT64 dims: [ -1, -1 ] }}'
                         for name in plan_input_names(spec))
-    if spec.task_row.pools:
-        output = f'  {{ name: "embeddings" data_type: TYPE_FP32 dims: [ -1, {spec.dim} ] }}'
-    elif spec.task_row.per_token:
-        output = f'  {{ name: "logits" data_type: TYPE_FP32 dims: [ -1, -1, {spec.num_labels} ] }}'
-    else:
-        output = f'  {{ name: "logits" data_type: TYPE_FP32 dims: [ -1, {spec.num_labels} ] }}'
+    output = ",\n".join(f'  {{ name: "{spec.engine_output_name(name)}" data_type: TYPE_FP32 dims: [ '
+                        f'{", ".join(map(str, _output_dims(spec, name)))} ] }}'
+                        for name in spec.task_row.engine_outputs)
     profile_list = ", ".join(f'"{i}"' for i in range(len(profiles)))
     return (
         f'name: "{plan_model_name(spec)}"\nplatform: "tensorrt_plan"\nmax_batch_size: 0\n'
         f"input [\n{inputs}\n]\noutput [\n{output}\n]\n"
         f"instance_group [ {{ kind: KIND_GPU count: 1 profile: [ {profile_list} ] }} ]\n"
     )
+
+
+def _output_dims(spec: ModelSpec, name: str) -> tuple[int, ...]:
+    """[rows, width], or [rows, tokens, width] for a per-token output (hidden states: the encoder's width)."""
+    task = spec.task_row
+    width = spec.num_labels if name == T.LOGITS else (-1 if name == T.TOKEN_EMBEDDINGS and task.pools else spec.dim)
+    return (-1, -1, width) if task.per_token_output(name) else (-1, width)
 
 
 def write_plan_model(spec: ModelSpec, out: Path, plan_file: Path, profiles: list[Profile]) -> Path:

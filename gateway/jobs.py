@@ -17,7 +17,7 @@ import numpy as np
 from gateway.observe import note_usage
 from trident import tensors as T
 from trident.spec import ModelSpec
-from trident.tasks import ids_model
+from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 
 Tensors = dict[str, np.ndarray]
 
@@ -44,6 +44,10 @@ class Job:
     def model(self, spec: ModelSpec) -> str:
         return spec.name
 
+    def outputs(self, spec: ModelSpec) -> tuple[str, ...]:
+        """What the ensemble `model` answers."""
+        return spec.task_row.ensemble_outputs
+
     def spans(self, step: int) -> list[tuple[int, int]]:
         """[start, end) of the sub-requests: contiguous, at most `step` inputs each."""
         return [(start, min(start + step, len(self))) for start in range(0, len(self), step)]
@@ -61,47 +65,75 @@ class Job:
 
 @dataclass(kw_only=True)
 class EmbeddingJob(Job):
-    """What text and token-id embedding share: the postprocess options."""
+    """Texts or token ids to embed, and the postprocess options of the model's kind of embedding (`options`).
+    Token ids go to the model's `<name>_ids` ensemble, which truncates them (or refuses them as too long) as
+    the tokenizer does text."""
+
+    texts: list[str] | None = None  # prompt already applied
+    token_ids: list[list[int]] | None = None  # each non-empty, inside the vocabulary
+
+    def __len__(self) -> int:
+        return len(self.texts if self.texts is not None else self.token_ids)
+
+    def model(self, spec: ModelSpec) -> str:
+        return spec.name if self.texts is not None else ids_model(spec.name)
+
+    def inputs(self, start: int, end: int) -> Tensors:
+        if self.texts is not None:
+            return {T.TEXT: text_column(self.texts[start:end])}
+        rows = self.token_ids[start:end]
+        ids = np.full((len(rows), max(map(len, rows))), T.PAD_SENTINEL, dtype=np.int64)  # transport padding
+        for row, values in enumerate(rows):
+            ids[row, : len(values)] = values
+        return {T.TOKEN_IDS: ids}
+
+    def tensors(self, start: int, end: int) -> Tensors:
+        n = end - start
+        return {**self.inputs(start, end), **self.truncation(n), **self.options(n)}
+
+    def options(self, n: int) -> Tensors:
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class EmbedJob(EmbeddingJob):
+    """Dense vectors: normalized or not, Matryoshka-cut."""
 
     normalize: bool
     dimensions: int | None
 
-    def shaping(self, n: int) -> Tensors:
+    def options(self, n: int) -> Tensors:
         return {T.NORMALIZE: column(self.normalize, n, np.bool_),
                 T.DIMENSIONS: column(self.dimensions or 0, n, np.int32)}
 
 
 @dataclass(kw_only=True)
-class EmbedJob(EmbeddingJob):
+class SparseJob(EmbeddingJob):
+    """Sparse (SPLADE) vectors: their non-zero entries, or the `top_k` largest."""
+
+    top_k: int | None = None
+
+    def options(self, n: int) -> Tensors:
+        return {T.TOP_K: column(self.top_k or 0, n, np.int32)}
+
+
+@dataclass(kw_only=True)
+class TokensJob(Job):
+    """Every token's last hidden state (TEI's /embed_all): the `<name>_tokens` ensemble, no pooling."""
+
     texts: list[str]  # prompt already applied
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def tensors(self, start: int, end: int) -> Tensors:
-        n = end - start
-        return {T.TEXT: text_column(self.texts[start:end]), **self.truncation(n), **self.shaping(n)}
-
-
-@dataclass(kw_only=True)
-class TokenIdsJob(EmbeddingJob):
-    """Token ids instead of text: the model's `<name>_ids` ensemble, which truncates them (or refuses
-    them as too long) as the tokenizer does text."""
-
-    token_ids: list[list[int]]  # each non-empty, inside the vocabulary
-
-    def __len__(self) -> int:
-        return len(self.token_ids)
-
     def model(self, spec: ModelSpec) -> str:
-        return ids_model(spec.name)
+        return tokens_model(spec.name)
+
+    def outputs(self, spec: ModelSpec) -> tuple[str, ...]:
+        return (T.TOKEN_EMBEDDINGS, *TOKENIZER_OUTPUTS)
 
     def tensors(self, start: int, end: int) -> Tensors:
-        rows = self.token_ids[start:end]
-        ids = np.full((len(rows), max(map(len, rows))), T.PAD_SENTINEL, dtype=np.int64)  # transport padding
-        for row, values in enumerate(rows):
-            ids[row, : len(values)] = values
-        return {T.TOKEN_IDS: ids, **self.truncation(len(rows)), **self.shaping(len(rows))}
+        return {T.TEXT: text_column(self.texts[start:end]), **self.truncation(end - start)}
 
 
 @dataclass(kw_only=True)
@@ -176,6 +208,11 @@ class Result:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.outputs[name]
 
+    def token_rows(self, name: str = T.TOKEN_EMBEDDINGS, counts: str = T.NUM_TOKENS) -> list[np.ndarray]:
+        """A per-token output, each input's own rows (the rest is padding)."""
+        return [matrix[:count] for matrix, count in zip(self.outputs[name], self.outputs[counts].reshape(-1),
+                                                         strict=True)]
+
     @property
     def num_tokens(self) -> int:
         return int(self.outputs[T.NUM_TOKENS].sum())
@@ -191,13 +228,28 @@ class Backend(Protocol):
                     param: str = "input") -> Tensors: ...
 
 
+def gather(parts: list[np.ndarray], name: str) -> np.ndarray:
+    """Sub-requests' outputs in order, one array. Ragged ones (token embeddings, sparse entries) are padded
+    to the widest part as each part already is: zeros, -1 for SPARSE_INDICES."""
+    widest = tuple(max(sizes) for sizes in zip(*(part.shape[1:] for part in parts), strict=True))
+    if all(part.shape[1:] == widest for part in parts):
+        return np.concatenate(parts)
+    padded = np.full((sum(len(part) for part in parts), *widest), -1 if name == T.SPARSE_INDICES else 0,
+                     dtype=parts[0].dtype)
+    start = 0
+    for part in parts:
+        padded[(slice(start, start + len(part)), *(slice(0, size) for size in part.shape[1:]))] = part
+        start += len(part)
+    return padded
+
+
 async def run(backend: Backend, spec: ModelSpec, job: Job, step: int) -> Result:
     """The job as sub-requests of at most `step` inputs, run concurrently, gathered in order."""
-    outputs, model = spec.task_row.ensemble_outputs, job.model(spec)
+    outputs, model = job.outputs(spec), job.model(spec)
     parts = await asyncio.gather(*(backend.infer(model, job.tensors(start, end), outputs, offset=start,
                                                  param=job.param)
                                    for start, end in job.spans(step)))
-    result = Result({name: parts[0][name] if len(parts) == 1 else np.concatenate([part[name] for part in parts])
+    result = Result({name: parts[0][name] if len(parts) == 1 else gather([part[name] for part in parts], name)
                      for name in outputs})
     note_usage(model=spec.name, inputs=len(job), tokens=result.num_tokens, characters=job.characters,
                tokenization_s=result.tokenization_s)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from gateway import validation as check
 from gateway.embedding_types import EmbeddingType
 from gateway.errors import ApiError, ErrorKind
-from gateway.jobs import DecodeJob, EmbeddingJob, EmbedJob, NerJob, ScoreJob, TokenIdsJob, TokenizeJob
+from gateway.jobs import DecodeJob, EmbedJob, NerJob, ScoreJob, SparseJob, TokenizeJob, TokensJob
 from gateway.settings import GatewaySettings
 from trident.spec import ModelSpec
 
@@ -31,20 +31,26 @@ class Lenient(BaseModel):
                 "truncate_left": self.truncation_direction.lower() == "left"}
 
 
-def embedding_job(body: OpenAIEmbeddingRequest | EmbedRequest, sent: str | list, param: str, spec: ModelSpec,
-                  settings: GatewaySettings, normalize: bool) -> EmbeddingJob:
+def embedding_inputs(body: OpenAIEmbeddingRequest | EmbedRequest | EmbedSparseRequest, sent: str | list, param: str,
+                     spec: ModelSpec, settings: GatewaySettings) -> dict:
+    """OpenAI / TEI `input(s)`, checked, as the fields of an embedding job: texts (prompt applied) or ids."""
     texts, token_ids = check.split_inputs(sent, param)
     if texts is not None:
         check.check_texts(texts, param)
-        characters = sum(map(len, texts))
-        texts = check.apply_prompt(texts, spec, body.prompt_name)
     check.check_batch(len(texts if texts is not None else token_ids), settings, param)
-    check.check_dimensions(body.dimensions, spec)
-    options = {"param": param, **body.truncation(settings), "normalize": normalize, "dimensions": body.dimensions}
+    fields = {"param": param, **body.truncation(settings)}
     if texts is not None:
-        return EmbedJob(texts=texts, characters=characters, **options)
+        texts_sent = sum(map(len, texts))  # before the prompt: x-compute-characters
+        return {**fields, "texts": check.apply_prompt(texts, spec, body.prompt_name), "characters": texts_sent}
     check.check_token_ids(token_ids, spec.vocab_size, param)
-    return TokenIdsJob(token_ids=token_ids, **options)
+    return {**fields, "token_ids": token_ids}
+
+
+def embedding_job(body: OpenAIEmbeddingRequest | EmbedRequest, sent: str | list, param: str, spec: ModelSpec,
+                  settings: GatewaySettings, normalize: bool) -> EmbedJob:
+    inputs = embedding_inputs(body, sent, param, spec, settings)
+    check.check_dimensions(body.dimensions, spec)
+    return EmbedJob(**inputs, normalize=normalize, dimensions=body.dimensions)
 
 
 class OpenAIEmbeddingRequest(Lenient):
@@ -59,7 +65,7 @@ class OpenAIEmbeddingRequest(Lenient):
     truncation_direction: Direction = "right"
     prompt_name: StrictStr | None = None
 
-    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbeddingJob:
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
         return embedding_job(self, self.input, "input", spec, settings,
                              normalize=spec.normalize or self.dimensions is not None)
 
@@ -78,10 +84,45 @@ class EmbedRequest(Lenient):
     dimensions: StrictInt | None = None
     embedding_type: EmbeddingType = Field("float", description="Trident extension: Cohere's embedding types")
 
-    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbeddingJob:
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
         job = embedding_job(self, self.inputs, "inputs", spec, settings, normalize=self.normalize)
         check.check_embedding_types([self.embedding_type], spec, self.normalize, self.dimensions, "embedding_type")
         return job
+
+
+class EmbedSparseRequest(Lenient):
+    """TEI's `POST /embed_sparse` (SPLADE models): the non-zero entries of each vector, or the `top_k` largest."""
+
+    shapes = {"inputs": check.TEXT_OR_IDS}
+
+    inputs: TextOrIds
+    model: StrictStr | None = None
+    truncate: StrictBool | None = None
+    truncation_direction: Direction = "right"
+    prompt_name: StrictStr | None = None
+    top_k: StrictInt | None = Field(None, ge=1, description="Trident extension: keep the k largest entries")
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> SparseJob:
+        return SparseJob(**embedding_inputs(self, self.inputs, "inputs", spec, settings), top_k=self.top_k)
+
+
+class EmbedAllRequest(Lenient):
+    """TEI's `POST /embed_all`: every token's vector, special tokens included, no pooling."""
+
+    shapes = {"inputs": "a string or a list of strings"}
+
+    inputs: StrictStr | list[StrictStr]
+    model: StrictStr | None = None
+    truncate: StrictBool | None = None
+    truncation_direction: Direction = "right"
+    prompt_name: StrictStr | None = None
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> TokensJob:
+        texts = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+        check.check_texts(texts, "inputs")
+        check.check_batch(len(texts), settings, "inputs")
+        return TokensJob(texts=check.apply_prompt(texts, spec, self.prompt_name), characters=sum(map(len, texts)),
+                         param="inputs", **self.truncation(settings))
 
 
 class SimilarityInputs(Lenient):

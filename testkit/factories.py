@@ -172,6 +172,50 @@ def make_tiny_bert(
     return out_dir
 
 
+# sentence-transformers' module names for a SPLADE model, as each major version saves them.
+SPLADE_LAYOUTS = {
+    "6": ("sentence_transformers.base.modules.transformer.Transformer",
+          "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling", "embedding_dimension"),
+    "5": ("sentence_transformers.sparse_encoder.models.MLMTransformer",  # naver/splade-v3 and other hub models
+          "sentence_transformers.sparse_encoder.models.SpladePooling", "word_embedding_dimension"),
+}
+
+
+def make_tiny_splade(out_dir: Path, *, layout: str = "6", strategy: str = "max", activation: str = "relu",
+                     max_seq_length: int = 128, seed: int = 0) -> Path:
+    """A tiny random BertForMaskedLM with SpladePooling, in the file layout sentence-transformers `layout`
+    ("6" or "5") saves. Weights are spread (std 0.2) and the MLM bias lowered, so a few dozen of the ~500
+    vocabulary entries are non-zero for a short text, each well away from zero."""
+    from transformers import BertForMaskedLM
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = _config(2, None)
+    config.initializer_range = 0.2
+    model = BertForMaskedLM(config)
+    with torch.no_grad():
+        model.cls.predictions.bias.fill_(-2.5)
+    model.eval().save_pretrained(out_dir)
+    make_tokenizer(out_dir, model_max_length=512)
+    transformer, pooling, dimension_key = SPLADE_LAYOUTS[layout]
+    modules = [{"idx": 0, "name": "0", "path": "", "type": transformer},
+               {"idx": 1, "name": "1", "path": "1_SpladePooling", "type": pooling}]
+    (out_dir / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+    st_config: dict[str, Any] = {"max_seq_length": max_seq_length, "do_lower_case": False}
+    if layout == "6":
+        st_config = {"transformer_task": "fill-mask", "module_output_name": "token_embeddings",
+                     "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+                     **st_config}
+    (out_dir / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
+    (out_dir / "1_SpladePooling").mkdir(exist_ok=True)
+    (out_dir / "1_SpladePooling" / "config.json").write_text(json.dumps(
+        {"pooling_strategy": strategy, "activation_function": activation, dimension_key: None}, indent=2) + "\n")
+    (out_dir / "config_sentence_transformers.json").write_text(json.dumps(
+        {"model_type": "SparseEncoder", "prompts": {"query": "", "document": ""}, "default_prompt_name": None,
+         "similarity_fn_name": "dot"}, indent=2) + "\n")
+    return out_dir
+
+
 # --- Every architecture family: tiny random checkpoints with the tokenizer layout of the real ones ---
 
 # initializer_range 0.2, not 0.02: with near-zero weights attention is almost uniform and a masking or

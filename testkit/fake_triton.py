@@ -88,11 +88,14 @@ GRPC_STATUS = {
 
 
 class InferenceRequest:
-    def __init__(self, tensors: list[Tensor], cancelled: bool = False) -> None:
-        self._tensors, self._cancelled = tensors, cancelled
+    def __init__(self, tensors: list[Tensor], cancelled: bool = False, requested: list[str] | None = None) -> None:
+        self._tensors, self._cancelled, self._requested = tensors, cancelled, list(requested or [])
 
     def inputs(self) -> list[Tensor]:
         return self._tensors
+
+    def requested_output_names(self) -> list[str]:
+        return self._requested
 
     def is_cancelled(self) -> bool:  # the fake runs each request at once, so only a test makes one cancelled
         return self._cancelled
@@ -138,9 +141,10 @@ class FakeEngine:
     """Deterministic stand-in for the ONNX engine, same contract (`EngineStage` calls `run`).
 
     Each token id picks a row of a fixed random table (seeded by the model's name), token types add a
-    fixed vector: pooled vectors and sequence logits are the mean of those rows, NER logits the rows
-    themselves. Ids outside `rows` (the manifest's vocabulary unless told otherwise) fail as ONNX
-    Runtime's Gather does, inside the engine: the engine-failure path.
+    fixed vector: pooled vectors and sequence logits are the mean of those rows, NER logits and token
+    embeddings the rows themselves. A sparse (SPLADE) model's vector has a value only at the ids of its
+    tokens (0.5 + id % 7 / 10). Ids outside `rows` (the manifest's vocabulary unless told otherwise) fail as
+    ONNX Runtime's Gather does, inside the engine: the engine-failure path.
     """
 
     BUCKETS = 1009
@@ -148,13 +152,16 @@ class FakeEngine:
     def __init__(self, spec: ModelSpec, rows: int | None = None) -> None:
         self.spec = spec
         self.rows = rows if rows is not None else spec.vocab_size
-        width = spec.dim if spec.task == "embedding" else spec.num_labels
+        task = spec.task_row
+        width = spec.dim if task.pools else spec.num_labels
         rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
-        scale = 1.0 if spec.task == "embedding" else 3.0  # logits far enough apart that scores differ
+        scale = 1.0 if task.pools else 3.0  # logits far enough apart that scores differ
         self.table = (scale * rng.standard_normal((self.BUCKETS, width))).astype(np.float32)
         self.type_row = rng.standard_normal(width).astype(np.float32)
 
-    def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None,
+            output: str | None = None) -> list[np.ndarray]:
+        output = output or self.spec.task_row.engine_output
         outputs = []
         for row, sequence in enumerate(sequences):
             ids = np.asarray(sequence, dtype=np.int64).reshape(-1)
@@ -166,10 +173,15 @@ class FakeEngine:
                     "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero status code returned while running Gather "
                     f"node. Name:'/embeddings/word_embeddings/Gather' Status Message: indices element out of data "
                     f"bounds, idx={int(bad[0])} must be within the inclusive range [-{self.rows},{self.rows - 1}]")
+            if self.spec.task_row.sparse:
+                vector = np.zeros(self.spec.dim, dtype=np.float32)
+                vector[ids] = 0.5 + (ids % 7) / 10
+                outputs.append(vector)
+                continue
             features = self.table[ids % self.BUCKETS]
             if token_type_ids is not None:
                 features = features + np.asarray(token_type_ids[row], dtype=np.float32).reshape(-1, 1) * self.type_row
-            outputs.append(features if self.spec.task_row.per_token else features.mean(axis=0))
+            outputs.append(features if self.spec.task_row.per_token_output(output) else features.mean(axis=0))
         return outputs
 
 
@@ -301,9 +313,12 @@ class FakeModel:
                                 f"'{self.name}'. Got input(s) {sorted(tensors)}, but missing required input(s) "
                                 f"{missing}. Please provide all required input(s).")
 
-    def execute(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One request through the real adapter, which answers outputs or a TritonError."""
-        request = InferenceRequest([Tensor(name, array) for name, array in tensors.items()])
+    def execute(self, tensors: dict[str, np.ndarray], requested: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One request through the real adapter, which answers outputs or a TritonError. `requested`: the
+        outputs asked for (an ensemble asks a step for those its output_map takes; default all declared);
+        as Triton, only those are answered, and one missing is an error."""
+        requested = list(requested) if requested is not None else list(self.outputs)
+        request = InferenceRequest([Tensor(name, array) for name, array in tensors.items()], requested=requested)
         try:
             (response,) = self.instance.execute([request])
         except Exception as exc:  # an exception out of execute(): the backend fails the request itself
@@ -320,7 +335,11 @@ class FakeModel:
                 raise TritonFailure(grpc.StatusCode.INTERNAL,
                                     f"fake triton: model '{self.name}' returned output '{name}' as "
                                     f"{protocol_datatype(array)}; its config declares {declared or 'no such output'}")
-        return outputs
+        missing = [name for name in requested if name not in outputs]
+        if missing:
+            raise TritonFailure(grpc.StatusCode.INTERNAL,
+                                f"fake triton: model '{self.name}' did not return requested output '{missing[0]}'")
+        return {name: outputs[name] for name in requested}
 
 
 # --- the server ------------------------------------------------------------------------------------------
@@ -501,12 +520,13 @@ class FakeTriton:
         except TritonFailure as failure:
             raise TritonFailure(failure.code, f"in ensemble '{name}', {failure.message}") from None
 
-    async def _run(self, model: FakeModel, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def _run(self, model: FakeModel, tensors: dict[str, np.ndarray], requested: list[str] | None = None
+                   ) -> dict[str, np.ndarray]:
         await self._gate(model.name)
         fault = self._fault_for(model.name)
         if fault:
             raise TritonFailure(fault.code, fault.message)
-        return model.execute(tensors)
+        return model.execute(tensors, requested)
 
     async def _run_ensemble(self, ensemble: FakeModel, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         await self._gate(ensemble.name)
@@ -518,7 +538,7 @@ class FakeTriton:
             composing = self.model(step.model_name)
             feeds = {inner: available[outer] for inner, outer in step.input_map.items() if outer in available}
             composing.check_inputs(feeds, "")
-            produced = await self._run(composing, feeds)
+            produced = await self._run(composing, feeds, list(step.output_map))
             for inner, outer in step.output_map.items():
                 if inner in produced:
                     available[outer] = produced[inner]

@@ -386,6 +386,7 @@ def test_tensorrt_plan_config_text() -> None:
     for name in ("input_ids", "attention_mask", "token_type_ids"):
         assert f'{{ name: "{name}" data_type: TYPE_INT64 dims: [ -1, -1 ] }}' in text
     assert '{ name: "embeddings" data_type: TYPE_FP32 dims: [ -1, 768 ] }' in text
+    assert '{ name: "token_embeddings" data_type: TYPE_FP32 dims: [ -1, -1, -1 ] }' in text  # /embed_all
     assert 'instance_group [ { kind: KIND_GPU count: 1 profile: [ "0", "1", "2", "3" ] } ]' in text
     ner = spec_of(task="ner", pooling=None, id2label={"0": "O", "1": "B-PER"}, padding_side="left")
     assert '{ name: "logits" data_type: TYPE_FP32 dims: [ -1, -1, 2 ] }' in plan_config(ner, [])
@@ -410,7 +411,8 @@ def test_tensorrt_engine_pads_splits_and_restores_order() -> None:
     """A stand-in for the plan model: each row's output is (sum of real ids, real length, first position id)."""
     calls = []
 
-    def infer(feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def infer(feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+        assert output == "embeddings"
         calls.append({k: v.shape for k, v in feeds.items()})
         mask = feeds["attention_mask"]
         first = (feeds["position_ids"] * mask).max(axis=1)  # left padding: positions must count real tokens only

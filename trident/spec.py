@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trident import heads
+from trident import tensors as T
 from trident.heads import POOLINGS
 from trident.tasks import Task, task_of
 
@@ -20,6 +21,8 @@ __all__ = ["MANIFEST_PARAMETER", "POOLINGS", "QUANTIZATIONS", "ModelSpec"]
 # BEI's quantization_type values, plus int8: Trident's CPU quantization (ONNX Runtime dynamic int8).
 QUANTIZATIONS = ("no_quant", "int8", "fp8", "fp8_kv", "fp4", "fp4_kv", "fp4_mlp_only")
 MANIFEST_PARAMETER = "trident_manifest"
+# The exported engine graph's output names, per engine output tensor.
+GRAPH_OUTPUTS = {T.POOLED: "embeddings", T.TOKEN_EMBEDDINGS: "token_embeddings", T.LOGITS: "logits"}
 
 
 @dataclass
@@ -87,8 +90,13 @@ class ModelSpec:
     def task_row(self) -> Task:
         return task_of(self.task)
 
-    def engine_output_name(self) -> str:
-        return "embeddings" if self.task_row.pools else "logits"
+    def engine_output_name(self, output: str | None = None) -> str:
+        """The exported graph's name of an engine output (default: the task's main one)."""
+        return GRAPH_OUTPUTS[output or self.task_row.engine_output]
+
+    def engine_output_names(self) -> list[str]:
+        """The graph's outputs, in order."""
+        return [GRAPH_OUTPUTS[output] for output in self.task_row.engine_outputs]
 
     @property
     def num_labels(self) -> int:

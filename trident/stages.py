@@ -127,14 +127,34 @@ def keep_tokens(ids: np.ndarray, max_length: int, left: bool) -> np.ndarray:
     return ids[-max_length:] if left else ids[:max_length]
 
 
+# Set by the Triton adapter on each request: the outputs its ensemble maps (Triton asks a composing model for
+# exactly those). The engine computes only the one a request wants: pooled vectors, or token embeddings.
+REQUESTED_OUTPUTS = "requested outputs"
+
+
 class EngineStage:
-    """Unpads every sequence of every request, runs them together, hands each request its rows."""
+    """Unpads every sequence of every request, runs them together, hands each request its rows. Requests
+    that want another of the engine's outputs (`Task.engine_outputs`) run together too, separately."""
 
     def __init__(self, spec: ModelSpec, files: Path) -> None:
         self.spec = spec
         self.engine = load_engine(spec, files)
 
+    def wanted(self, request: Request) -> str:
+        requested = request.get(REQUESTED_OUTPUTS)
+        outputs = self.spec.task_row.engine_outputs
+        return next((name for name in outputs if requested and name in requested), outputs[0])
+
     def process(self, requests: list[Request]) -> list[Result]:
+        results: list[Result | None] = [None] * len(requests)
+        for output in self.spec.task_row.engine_outputs:
+            group = [i for i, request in enumerate(requests) if self.wanted(request) == output]
+            if group:
+                for i, result in zip(group, self._run([requests[i] for i in group], output), strict=True):
+                    results[i] = result
+        return results
+
+    def _run(self, requests: list[Request], output: str) -> list[Result]:
         sequences, types, counts = [], [], []
         for request in requests:
             ids, type_ids = request[T.INPUT_IDS], request[T.TOKEN_TYPE_IDS]
@@ -142,12 +162,11 @@ class EngineStage:
             sequences += [ids[row, :length] for row, length in enumerate(lengths)]
             types += [type_ids[row, :length] for row, length in enumerate(lengths)]
             counts.append(len(lengths))
-        outputs = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None)
-        name = self.spec.task_row.engine_output
+        rows = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None, output)
         results: list[Result] = []
         start = 0
         for count in counts:
-            results.append({name: stack_rows(outputs[start : start + count])})
+            results.append({output: stack_rows(rows[start : start + count])})
             start += count
         return results
 

@@ -4,6 +4,7 @@
   for several, the logits themselves with RAW_SCORES).
 - NER: per-token logits + the tokenizer's offsets and word ids -> entities (`trident.ner.aggregate`),
   one JSON list per text.
+- Sparse (SPLADE): the pooled vocabulary vector -> its non-zero entries (or the k largest), in index order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from trident import tensors as T
+from trident.errors import StageError, StageErrorKind
 from trident.postprocess import sigmoid, softmax
 from trident.spec import ModelSpec
 from trident.stages import PerRequestStage, Request, Result, column, decode_texts, invalid_input
@@ -35,6 +37,34 @@ class ScoresStage(PerRequestStage):
         raw = np.array(column(request.get(T.RAW_SCORES), len(logits), False), dtype=bool)
         scores = np.where(raw[:, None], scores_from_logits(logits, True), scores_from_logits(logits, False))
         return {T.SCORES: scores.astype(np.float32)}
+
+
+def nonzero_entries(vector: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, values) of a vector's non-zero entries in index order; `top_k` > 0 keeps the k largest
+    values (equal values: the lower index first)."""
+    indices = np.flatnonzero(vector)
+    if 0 < top_k < len(indices):
+        largest = np.argsort(-vector[indices], kind="stable")[:top_k]
+        indices = np.sort(indices[largest])
+    return indices.astype(np.int32), vector[indices].astype(np.float32)
+
+
+class SparseStage(PerRequestStage):
+    """Sparse postprocess: POOLED [n, vocab] (+ TOP_K) -> SPARSE_INDICES / SPARSE_VALUES [n, most entries],
+    each row padded with index -1 and value 0: the vocabulary-wide vectors stop here."""
+
+    def _one(self, request: Request) -> Result:
+        pooled = request[T.POOLED]
+        top_k = column(request.get(T.TOP_K), len(pooled), 0)
+        if min(top_k, default=0) < 0:
+            return StageError(StageErrorKind.INVALID_INPUT, f"TOP_K must be 0 (all) or positive, got {min(top_k)}")
+        entries = [nonzero_entries(vector, int(k)) for vector, k in zip(pooled, top_k, strict=True)]
+        width = max((len(indices) for indices, _ in entries), default=0)
+        indices = np.full((len(pooled), width), -1, dtype=np.int32)
+        values = np.zeros((len(pooled), width), dtype=np.float32)
+        for row, (ids, vals) in enumerate(entries):
+            indices[row, : len(ids)], values[row, : len(vals)] = ids, vals
+        return {T.SPARSE_INDICES: indices, T.SPARSE_VALUES: values}
 
 
 class NerStage(PerRequestStage):

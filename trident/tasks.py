@@ -26,6 +26,10 @@ class Task:
     spans: bool = False  # the tokenizer also sends character offsets and word ids (and TEXT reaches postprocess)
     token_ids: bool = False  # clients may send token ids: a second ensemble `<name>_ids` takes them
     per_token: bool = False  # the engine returns one row per token, not one per input
+    sparse: bool = False  # the pooled vector is over the vocabulary (SPLADE), answered as its non-zero entries
+    # The engine can also return each token's last hidden state (T.TOKEN_EMBEDDINGS, /embed_all), through a
+    # third ensemble `<name>_tokens` (tokenizer -> engine); each request gets only the outputs it asks for.
+    token_embeddings: bool = False
 
     @property
     def default_route(self) -> str:
@@ -36,9 +40,23 @@ class Task:
         return (*self.outputs, *TOKENIZER_OUTPUTS)
 
     @property
+    def engine_outputs(self) -> tuple[str, ...]:
+        """What the engine model can return, its main output first."""
+        return (self.engine_output, *((T.TOKEN_EMBEDDINGS,) if self.token_embeddings else ()))
+
+    def per_token_output(self, name: str) -> bool:
+        """Whether an engine output has one row per token (zero-padded in a request) instead of one per input."""
+        return name == T.TOKEN_EMBEDDINGS or (self.per_token and name == self.engine_output)
+
+    @property
     def pools(self) -> bool:
         """One vector per input (embeddings), from the head after the encoder."""
         return self.engine_output == T.POOLED
+
+    @property
+    def dense_vectors(self) -> bool:
+        """One dense embedding per input: normalized, Matryoshka-cut, int8-calibrated."""
+        return self.pools and not self.sparse
 
     @property
     def scores_sequences(self) -> bool:
@@ -52,8 +70,11 @@ TOKENIZER_OUTPUTS = (T.NUM_TOKENS, T.TOKENIZE_NS)
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("embedding", auto_class="AutoModel", engine_output=T.POOLED, postprocess="postprocess",
          options=(T.NORMALIZE, T.DIMENSIONS), outputs=(T.EMBEDDINGS,),
-         routes=("/v1/embeddings", "/embed", "/v2/embed", "/similarity"), invocations_route="/embed",
-         token_ids=True),
+         routes=("/v1/embeddings", "/embed", "/v2/embed", "/similarity", "/embed_all"), invocations_route="/embed",
+         token_ids=True, token_embeddings=True),
+    Task("sparse", auto_class="AutoModelForMaskedLM", engine_output=T.POOLED, postprocess="sparse",
+         options=(T.TOP_K,), outputs=(T.SPARSE_INDICES, T.SPARSE_VALUES),
+         routes=("/embed_sparse",), invocations_route="/embed_sparse", token_ids=True, sparse=True),
     Task("reranker", auto_class="AutoModelForSequenceClassification", engine_output=T.LOGITS, postprocess="scores",
          options=(T.RAW_SCORES,), outputs=(T.SCORES,),
          routes=("/rerank", "/v1/rerank", "/v2/rerank", "/predict"), invocations_route="/rerank", pairs=True),
@@ -67,6 +88,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
 TASK_NAMES = tuple(TASKS)
 INFERENCE_ROUTES = tuple(dict.fromkeys(route for task in TASKS.values() for route in task.routes))
 IDS_SUFFIX = "_ids"  # `<model>_ids`: the ensemble that takes token ids instead of text
+TOKENS_SUFFIX = "_tokens"  # `<model>_tokens`: the ensemble that answers token embeddings (Task.token_embeddings)
 
 
 def task_of(name: str) -> Task:
@@ -81,3 +103,7 @@ def tasks_for_route(route: str) -> tuple[str, ...]:
 
 def ids_model(model: str) -> str:
     return model + IDS_SUFFIX
+
+
+def tokens_model(model: str) -> str:
+    return model + TOKENS_SUFFIX

@@ -16,7 +16,7 @@ import numpy as np
 from trident.batching import padded_feeds, plan_batches, unpad_rows
 from trident.spec import ModelSpec
 
-Infer = Callable[[dict[str, np.ndarray]], np.ndarray]
+Infer = Callable[[dict[str, np.ndarray], str], np.ndarray]  # (feeds, the graph output asked for) -> that output
 MAX_ROWS = 4096  # as builder.tensorrt_plan.MAX_ROWS: the profiles' widest batch
 
 
@@ -24,14 +24,14 @@ def graph_input_names(spec: ModelSpec) -> list[str]:
     return spec.engine_input_names()
 
 
-def output_name(spec: ModelSpec) -> str:
-    return spec.engine_output_name()
+def output_name(spec: ModelSpec, output: str | None = None) -> str:
+    return spec.engine_output_name(output)
 
 
-def bls_infer(model_name: str, output: str) -> Infer:
+def bls_infer(model_name: str) -> Infer:
     """Call a Triton model from inside a Python-backend model (Business Logic Scripting)."""
 
-    def infer(feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def infer(feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
         import triton_python_backend_utils as pb_utils
 
         request = pb_utils.InferenceRequest(
@@ -51,9 +51,11 @@ class TensorRTEngine:
         self.spec = spec
         self.max_rows = max_rows
         self.input_names = graph_input_names(spec)
-        self.infer = infer or bls_infer(f"{spec.name}_trt", output_name(spec))
+        self.infer = infer or bls_infer(f"{spec.name}_trt")
 
-    def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None,
+            output: str | None = None) -> list[np.ndarray]:
+        output = output or self.spec.task_row.engine_output
         ids = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
         if any(len(s) == 0 for s in ids):
             raise ValueError("empty token sequence")
@@ -63,15 +65,15 @@ class TensorRTEngine:
             for start in range(0, len(group), self.max_rows):
                 chunk = group[start : start + self.max_rows]
                 chunk_types = None if types is None else [types[i] for i in chunk]
-                outputs = self._run_padded([ids[i] for i in chunk], chunk_types)
-                for index, output in zip(chunk, outputs, strict=True):
-                    results[index] = output
+                outputs = self._run_padded([ids[i] for i in chunk], chunk_types, output)
+                for index, row in zip(chunk, outputs, strict=True):
+                    results[index] = row
         return [r for r in results if r is not None]
 
-    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None) -> list[np.ndarray]:
+    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str) -> list[np.ndarray]:
         side = self.spec.padding_side
         feeds = padded_feeds(ids, types, self.input_names, self.spec.pad_token_id, side)
-        output = np.asarray(self.infer(feeds), dtype=np.float32)
-        if not self.spec.task_row.per_token:
-            return list(output)
-        return unpad_rows(output, [len(s) for s in ids], side)
+        rows = np.asarray(self.infer(feeds, output_name(self.spec, output)), dtype=np.float32)
+        if not self.spec.task_row.per_token_output(output):
+            return list(rows)
+        return unpad_rows(rows, [len(s) for s in ids], side)

@@ -23,6 +23,9 @@ TOKENIZE_NS = "TOKENIZE_NS"
 
 # Engine and ensemble outputs.
 POOLED = "POOLED"  # TYPE_FP32 [batch, dim]: pooled, not normalized
+# TYPE_FP32 [batch, longest, width]: one vector per token, zero-padded past NUM_TOKENS: the encoder's last hidden
+# state (/embed_all), or a multi-vector model's projected token vectors.
+TOKEN_EMBEDDINGS = "TOKEN_EMBEDDINGS"
 EMBEDDINGS = "EMBEDDINGS"  # TYPE_FP32 [batch, dim or DIMENSIONS]
 
 # Reranking, classification and NER (which task sends which: its row in trident.tasks).
@@ -34,11 +37,18 @@ LOGITS = "LOGITS"  # TYPE_FP32 [batch, labels], or [batch, longest, labels] for 
 SCORES = "SCORES"  # TYPE_FP32 [batch, labels]: probabilities, or logits with RAW_SCORES
 RESULT = "RESULT"  # TYPE_STRING [batch, 1]: NER entities of one text as a JSON list
 
+# Sparse (SPLADE) embeddings: the engine's POOLED vector is over the vocabulary; postprocess keeps its non-zeros.
+TOP_K = "TOP_K"  # TYPE_INT32, default 0 = all: keep the k largest values of each vector
+SPARSE_INDICES = "SPARSE_INDICES"  # TYPE_INT32 [batch, longest]: vocabulary ids of the non-zeros, ascending, -1 after
+SPARSE_VALUES = "SPARSE_VALUES"  # TYPE_FP32 [batch, longest]: their values, 0 after
+
 # Triton data type of every tensor above: the repository writer declares them from this table.
 TYPES = {
     TEXT: "TYPE_STRING", TEXT_PAIR: "TYPE_STRING", TRUNCATE: "TYPE_BOOL", TRUNCATE_LEFT: "TYPE_BOOL",
     NORMALIZE: "TYPE_BOOL", DIMENSIONS: "TYPE_INT32", MAX_TOKENS: "TYPE_INT32", TOKEN_IDS: "TYPE_INT64",
     INPUT_IDS: "TYPE_INT64", TOKEN_TYPE_IDS: "TYPE_INT64", NUM_TOKENS: "TYPE_INT32", TOKENIZE_NS: "TYPE_INT64",
-    POOLED: "TYPE_FP32", EMBEDDINGS: "TYPE_FP32", RAW_SCORES: "TYPE_BOOL", AGGREGATION_STRATEGY: "TYPE_STRING",
+    POOLED: "TYPE_FP32", TOKEN_EMBEDDINGS: "TYPE_FP32", EMBEDDINGS: "TYPE_FP32", RAW_SCORES: "TYPE_BOOL",
+    AGGREGATION_STRATEGY: "TYPE_STRING",
     OFFSETS: "TYPE_INT32", WORD_IDS: "TYPE_INT32", LOGITS: "TYPE_FP32", SCORES: "TYPE_FP32", RESULT: "TYPE_STRING",
+    TOP_K: "TYPE_INT32", SPARSE_INDICES: "TYPE_INT32", SPARSE_VALUES: "TYPE_FP32",
 }

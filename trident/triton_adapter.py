@@ -12,6 +12,7 @@ from pathlib import Path
 
 from trident.errors import StageError, StageErrorKind, encode
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
+from trident.stages import REQUESTED_OUTPUTS
 
 
 class StageModel:
@@ -40,8 +41,7 @@ class StageModel:
         responses = [pb_utils.InferenceResponse(  # one object per request: the backend frees each one
             error=pb_utils.TritonError("cancelled while queued", pb_utils.TritonError.CANCELLED))
             for _ in requests]
-        batch = [{name: _as_numpy(pb_utils.get_input_tensor_by_name(requests[i], name)) for name in self.input_names}
-                 for i in live]
+        batch = [self._request(pb_utils, requests[i]) for i in live]
         try:
             results = self.stage.process(batch) if batch else []
         except Exception as exc:  # the whole batch failed (an engine error): every request hears why
@@ -50,13 +50,19 @@ class StageModel:
             responses[index] = self._response(pb_utils, result)
         return responses
 
+    def _request(self, pb_utils, request) -> dict:
+        """The request's inputs by name, and the outputs its ensemble maps (REQUESTED_OUTPUTS)."""
+        tensors = {name: _as_numpy(pb_utils.get_input_tensor_by_name(request, name)) for name in self.input_names}
+        tensors[REQUESTED_OUTPUTS] = tuple(request.requested_output_names())
+        return tensors
+
     def _response(self, pb_utils, result: dict | Exception):
         if isinstance(result, Exception):
             error = as_stage_error(result)
             code = pb_utils.TritonError.INVALID_ARG if error.client_fault else pb_utils.TritonError.INTERNAL
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(encode(error), code))
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, result[name])
-                                                          for name in self.output_names])
+                                                          for name in self.output_names if name in result])
 
 
 def as_stage_error(exc: Exception) -> StageError:

@@ -1,4 +1,5 @@
-"""`POST /v1/embeddings` (OpenAI), `POST /embed` and `POST /similarity` (TEI), `POST /v2/embed` (Cohere)."""
+"""`POST /v1/embeddings` (OpenAI), `POST /embed`, `/embed_all`, `/embed_sparse` and `/similarity` (TEI),
+`POST /v2/embed` (Cohere)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from starlette.responses import Response
 
 from gateway import embedding_types
 from gateway.responses import base64_rows, json_response
-from gateway.schemas import CohereEmbedRequest, EmbedRequest, OpenAIEmbeddingRequest, SimilarityRequest
+from gateway.schemas import (
+    CohereEmbedRequest,
+    EmbedAllRequest,
+    EmbedRequest,
+    EmbedSparseRequest,
+    OpenAIEmbeddingRequest,
+    SimilarityRequest,
+)
 from trident import tensors as T
 from trident.spec import ModelSpec
 
@@ -65,6 +73,31 @@ async def tei_embed(body: EmbedRequest, request: Request) -> Response:
     spec = gateway.registry.pick(body.model, route="/embed")
     result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
     return json_response(typed(result[T.EMBEDDINGS], body.embedding_type, spec))
+
+
+@router.post("/embed_all", tags=["TEI"], responses={200: {"model": list[list[list[float]]]}})
+async def tei_embed_all(body: EmbedAllRequest, request: Request) -> Response:
+    """Per input, one vector per token (special tokens included): the encoder's last hidden state."""
+    gateway = request.app.state.gateway
+    spec = gateway.registry.pick(body.model, route="/embed_all")
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    return json_response(result.token_rows())
+
+
+class SparseValue(BaseModel):
+    index: int
+    value: float
+
+
+@router.post("/embed_sparse", tags=["TEI"], responses={200: {"model": list[list[SparseValue]]}})
+async def tei_embed_sparse(body: EmbedSparseRequest, request: Request) -> Response:
+    """Per input, its non-zero vocabulary entries in index order (with `top_k`, only the k largest)."""
+    gateway = request.app.state.gateway
+    spec = gateway.registry.pick(body.model, route="/embed_sparse")
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    rows = zip(result[T.SPARSE_INDICES].tolist(), result[T.SPARSE_VALUES].tolist(), strict=True)
+    return json_response([[{"index": index, "value": value} for index, value in zip(indices, values, strict=True)
+                           if index >= 0] for indices, values in rows])
 
 
 @router.post("/similarity", tags=["TEI"], responses={200: {"model": list[float]}})

@@ -19,7 +19,7 @@ from builder.inspect import inspect_checkpoint, save_tokenizer
 from builder.repository import write_repository
 from gateway.logs import JsonFormatter
 from gateway.settings import GatewaySettings
-from testkit.factories import make_tiny_bert
+from testkit.factories import make_tiny_bert, make_tiny_splade
 from testkit.fake_triton import FakeTriton
 from testkit.gateway_server import GatewayServer
 
@@ -32,6 +32,7 @@ MODELS = {
     "tiny-classifier": {"head": "seq-cls", "num_labels": 3, "seed": 3},
     "tiny-ner": {"head": "token-cls", "seed": 4},
 }
+SPARSE_MODELS = {"tiny-splade": {"seed": 5}}  # make_tiny_splade arguments: a SPLADE model (vocabulary ~500)
 # tiny-bert-cls's manifest claims a vocabulary of 100,000 ids while its engine's table has the checkpoint's
 # ~500 rows: text is unaffected (the tokenizer only makes real ids), but ids past the table pass the
 # gateway's vocabulary check and fail inside the engine, a real engine failure (the 424 path).
@@ -47,7 +48,8 @@ PROMPTS = {"tiny-bert-cls": {"query": "query: ", "document": "passage: "}}
 def unit_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """name -> a tiny random checkpoint (its tokenizer is the reference for /tokenize and /decode)."""
     root = tmp_path_factory.mktemp("unit-checkpoints")
-    return {name: make_tiny_bert(root / name, **options) for name, options in MODELS.items()}
+    return {**{name: make_tiny_bert(root / name, **options) for name, options in MODELS.items()},
+            **{name: make_tiny_splade(root / name, **options) for name, options in SPARSE_MODELS.items()}}
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from trident import heads
+from trident import tensors as T
 from trident.batching import unpad_rows
 from trident.models import register as register_trident_models
 from trident.spec import ModelSpec
@@ -32,7 +34,7 @@ from trident.torch_engine import attention
 from trident.torch_engine.fp8 import fp8_supported, quantize_linears
 from trident.torch_engine.head import DenseStack
 from trident.torch_engine.packing import pack, pad, padded_position_ids, plan_batches, plan_packed
-from trident.torch_engine.pooling import pool_packed, pool_padded
+from trident.torch_engine.pooling import pool_packed, pool_padded, splade_pool_padded
 
 CAUSAL_MODEL_TYPES = frozenset({"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3_text", "phi3"})
 # RoBERTa-style models number positions from padding_idx + 1.
@@ -83,7 +85,7 @@ def sliding_window(config: object) -> int | None:
 
 def choose_attention(spec: ModelSpec, config: object, device: torch.device, requested: str) -> str:
     """"varlen" or "padded". Asking for varlen where it cannot serve the model is an error, not a fallback."""
-    eligible = spec.task_row.pools and spec.model_type in attention.VARLEN_MODEL_TYPES
+    eligible = spec.task_row.dense_vectors and spec.model_type in attention.VARLEN_MODEL_TYPES
     if requested == "varlen" and not eligible:
         raise ValueError(f"varlen attention serves embeddings of {sorted(attention.VARLEN_MODEL_TYPES)}; "
                          f"this is a {spec.model_type} {spec.task} model: use padded attention")
@@ -191,8 +193,11 @@ class TorchEngine:
             block.compile(backend=self.options.compile_backend, mode=mode, dynamic=not self.options.cuda_graphs)
         return len(blocks)
 
-    def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None) -> list[np.ndarray]:
-        """Per input: `[dim]` embeddings, `[num_labels]` logits, or `[len_i, num_labels]` NER logits."""
+    def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None,
+            output: str | None = None) -> list[np.ndarray]:
+        """Per input: `[dim]` embeddings, `[num_labels]` logits, or `[len_i, num_labels]` NER logits; with
+        `output` T.TOKEN_EMBEDDINGS, an embedding model's `[len_i, hidden]` last hidden state."""
+        output = output or self.spec.task_row.engine_output
         ids = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
         if any(len(s) == 0 for s in ids):
             raise ValueError("empty token sequence")
@@ -213,9 +218,10 @@ class TorchEngine:
         results: list[np.ndarray | None] = [None] * len(ids)
         with torch.inference_mode():
             for group in groups:
-                outputs = forward([ids[i] for i in group], None if types is None else [types[i] for i in group])
-                for index, output in zip(group, outputs, strict=True):
-                    results[index] = output
+                outputs = forward([ids[i] for i in group], None if types is None else [types[i] for i in group],
+                                  output)
+                for index, row in zip(group, outputs, strict=True):
+                    results[index] = row
         return [r for r in results if r is not None]
 
     def _type_ids(self, types: list[np.ndarray] | None, ids: list[np.ndarray]) -> list[np.ndarray] | None:
@@ -224,7 +230,7 @@ class TorchEngine:
             return None
         return types if types is not None else [np.zeros_like(s) for s in ids]
 
-    def _run_packed(self, ids: list[np.ndarray], types: list[np.ndarray] | None) -> list[np.ndarray]:
+    def _run_packed(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str) -> list[np.ndarray]:
         batch = pack(ids, self._type_ids(types, ids), position_offset=self.position_offset, pad_id=self.pad_id,
                      static_shapes=self.options.cuda_graphs).to(self.device)
         extra = {} if batch.token_type_ids is None else {"token_type_ids": batch.token_type_ids.unsqueeze(0)}
@@ -233,11 +239,14 @@ class TorchEngine:
             cu_seq_lens_q=batch.cu_seqlens, cu_seq_lens_k=batch.cu_seqlens,
             max_length_q=batch.max_seqlen, max_length_k=batch.max_seqlen, **extra,
         )
+        if output == T.TOKEN_EMBEDDINGS:  # each sequence's own rows of the packed hidden states
+            hidden, cu = out.last_hidden_state[0].float().cpu().numpy(), batch.cu_seqlens.cpu().numpy()
+            return [hidden[cu[i] : cu[i + 1]] for i in range(batch.num_sequences)]
         pooled = self.dense(pool_packed(out.last_hidden_state[0], batch.cu_seqlens, self.spec.pooling or "mean",
                                         batch.num_sequences))
         return list(pooled.cpu().numpy())
 
-    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None) -> list[np.ndarray]:
+    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str) -> list[np.ndarray]:
         side = self.spec.padding_side
         input_ids, mask = pad(ids, self.pad_id, side)
         feeds = {"input_ids": input_ids, "attention_mask": mask}
@@ -248,11 +257,16 @@ class TorchEngine:
             feeds["position_ids"] = padded_position_ids(mask, self.position_offset)
         tensors = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()}
         out = self.model(**tensors)
-        if self.spec.task_row.pools:
-            pooled = self.dense(pool_padded(out.last_hidden_state, tensors["attention_mask"],
-                                            self.spec.pooling or "mean"))
-            return list(pooled.cpu().numpy())
-        logits = out.logits.float().cpu().numpy()
-        if not self.spec.task_row.per_token:
-            return list(logits)
-        return unpad_rows(logits, [len(s) for s in ids], side)
+        if output == T.POOLED:
+            return list(self._pooled(out, tensors["attention_mask"]).cpu().numpy())
+        rows = (out.last_hidden_state if output == T.TOKEN_EMBEDDINGS else out.logits).float().cpu().numpy()
+        if not self.spec.task_row.per_token_output(output):
+            return list(rows)
+        return unpad_rows(rows, [len(s) for s in ids], side)
+
+    def _pooled(self, out: object, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The head after the encoder: SpladePooling over the logits, or pooling and the Dense modules."""
+        if heads.is_sparse(self.spec.head):
+            splade = self.spec.head[0]
+            return splade_pool_padded(out.logits, attention_mask, splade["strategy"], splade["activation"])
+        return self.dense(pool_padded(out.last_hidden_state, attention_mask, self.spec.pooling or "mean"))

@@ -44,3 +44,17 @@ def pool_padded(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
     else:
         raise ValueError(f"unsupported pooling {pooling!r}")
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index].float()
+
+
+def splade_pool_padded(logits: Tensor, attention_mask: Tensor, strategy: str, activation: str) -> Tensor:
+    """sentence-transformers' SpladePooling: `[batch, seq, vocab]` masked-LM logits -> `[batch, vocab]`, each
+    token's log1p(relu(logit)) (log1p once more for "log1p_relu"), its max or sum over the real tokens.
+    Padding is zeroed before the relu, as the library does, so it adds nothing to either."""
+    values = torch.log1p(torch.relu(logits.float() * (attention_mask > 0).unsqueeze(-1).to(torch.float32)))
+    if activation == "log1p_relu":
+        values = torch.log1p(values)
+    if strategy == "max":
+        return values.amax(dim=1)
+    if strategy == "sum":
+        return values.sum(dim=1)
+    raise ValueError(f"unsupported SpladePooling strategy {strategy!r}")
