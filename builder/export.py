@@ -4,8 +4,9 @@ The graph takes int64 `[batch, seq]` inputs (see `onnx_input_names`) and returns
 `embeddings` `[batch, dim]` (the head's pooling and Dense modules folded in, never normalized:
 normalization is a per-request choice) and `token_embeddings` `[batch, seq, hidden]` (the last hidden
 state, for /embed_all: the engine asks for one or the other); for a SPLADE model `embeddings`
-`[batch, vocab]` (SpladePooling folded in: the `[batch, seq, vocab]` logits stay inside); else `logits`
-(`[batch, num_labels]`, or `[batch, seq, num_labels]` for NER).
+`[batch, vocab]` (SpladePooling folded in: the `[batch, seq, vocab]` logits stay inside); for a multi-vector
+model `token_embeddings` `[batch, seq, dim]` through its Dense modules; else `logits` (`[batch, num_labels]`,
+or `[batch, seq, num_labels]` for NER).
 
 Only the dynamo exporter is used: the legacy TorchScript exporter silently produces wrong hidden states
 for BERT-family models.
@@ -89,7 +90,8 @@ class ServingGraph(nn.Module):
         self.outputs = spec.task_row.engine_outputs
         self.pooling = spec.pooling
         self.splade = spec.head[0] if heads.is_sparse(spec.head) else None
-        self.dense = DenseStack(spec.head, model_dir) if spec.task_row.dense_vectors else None
+        self.multi_vector = spec.task_row.multi_vector  # its token vectors go through the Dense modules
+        self.dense = DenseStack(spec.head, model_dir) if spec.task_row.dense_vectors or self.multi_vector else None
 
     def forward(
         self,
@@ -107,7 +109,8 @@ class ServingGraph(nn.Module):
         if name == T.LOGITS:
             return out.logits
         if name == T.TOKEN_EMBEDDINGS:
-            return out.last_hidden_state.float()
+            hidden = out.last_hidden_state.float()
+            return self.dense(hidden) if self.multi_vector else hidden
         if self.splade is not None:  # the [batch, seq, vocab] logits never leave the graph
             return splade_pool_padded(out.logits, attention_mask, self.splade["strategy"], self.splade["activation"])
         return self.dense(pool_padded(out.last_hidden_state, attention_mask, self.pooling))

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from builder import multi_vector
 from builder.errors import BuildError
 from trident import heads
 from trident.spec import ModelSpec
@@ -31,7 +32,8 @@ UNSUPPORTED_POOLING_KEYS = (
 )
 DENSE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # MLMTransformer: sentence-transformers 5.x's SPLADE encoder (6.x saves a Transformer with fill-mask).
-SUPPORTED_ST_MODULES = {"Transformer", "MLMTransformer", "Pooling", "Dense", "Normalize", "SpladePooling"}
+SUPPORTED_ST_MODULES = {"Transformer", "MLMTransformer", "Pooling", "Dense", "Normalize", "SpladePooling",
+                        "MultiVectorMask"}
 
 
 def read_json(path: Path) -> dict[str, Any] | list[Any] | None:
@@ -59,6 +61,8 @@ def inspect_checkpoint(
     architecture = (config.get("architectures") or ["AutoModel"])[0]
     model_type = str(config.get("model_type", ""))
     modules = _sentence_transformers_modules(model_dir)
+    st_config = read_json(model_dir / "config_sentence_transformers.json") or {}
+    task = task or ("multi_vector" if multi_vector.is_multi_vector(modules, st_config) else None)
     task = task or detect_task(architecture, config, modules)
     if task not in TASK_NAMES:
         raise BuildError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
@@ -66,11 +70,16 @@ def inspect_checkpoint(
     row = task_of(task)
     # A decoder made bidirectional (builder/families/bidirectional.py) pools like an encoder by default.
     pools_last = causal and config.get("is_causal") is not False
+    tokenizer_info = _tokenizer_info(model_dir)
+    sides = {}
     if row.sparse:
         head = sparse_head(model_dir, modules)
+    elif row.multi_vector:
+        head = multi_vector.multi_vector_head(model_dir, modules, tokenizer_info["tokenizer"])
+        sides = multi_vector.read_sides(read_json(model_dir / "sentence_bert_config.json") or {},
+                                        tokenizer_info["tokenizer"], tokenizer_info["padding_side"])
     else:
         head = embedding_head(model_dir, modules, pools_last, pooling) if row.pools else []
-    tokenizer_info = _tokenizer_info(model_dir)
     spec = ModelSpec(
         name=name,
         task=task,
@@ -83,7 +92,8 @@ def inspect_checkpoint(
         uses_token_type_ids=tokenizer_info["uses_token_type_ids"],
         pad_token_id=_pad_token_id(config, task, causal, tokenizer_info),
         vocab_size=int(config.get("vocab_size") or 0),  # ids past the embedding table are refused
-        id2label={} if row.pools else _id2label(config),
+        id2label={} if row.vectors else _id2label(config),
+        sides=sides,
         **_prompts(model_dir),
     )
     return spec
@@ -140,7 +150,7 @@ def _id2label(config: dict[str, Any]) -> dict[str, str]:
 def _output_dim(config: dict[str, Any], task: str) -> int:
     if task_of(task).sparse:  # one value per vocabulary entry
         return int(config["vocab_size"])
-    if task_of(task).pools:
+    if task_of(task).vectors:
         return int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or config.get("n_embd"))
     return _num_labels(config)
 
@@ -171,7 +181,7 @@ def embedding_head(model_dir: Path, modules: list[tuple[str, str]], causal: bool
         if kind == "Pooling":
             head.append(heads.pooling(pooling or _pooling_from_config(model_dir / path / "config.json")))
         elif kind == "Dense":
-            head.append(_dense(model_dir, path))
+            head.append(dense_module(model_dir, path))
         elif kind == "Normalize":
             head.append({"type": "Normalize"})
     if not head or head[0]["type"] != "Pooling":
@@ -199,11 +209,13 @@ def sparse_head(model_dir: Path, modules: list[tuple[str, str]]) -> heads.Head:
         raise BuildError(f"{model_dir / (splade[0] if splade else '')}: {exc}") from None
 
 
-def _dense(model_dir: Path, path: str) -> dict[str, Any]:
+def dense_module(model_dir: Path, path: str) -> dict[str, Any]:
     """A sentence-transformers Dense module: its config, and where its weights are."""
     config = read_json(model_dir / path / "config.json")
     if not isinstance(config, dict) or "in_features" not in config or "out_features" not in config:
         raise BuildError(f"{model_dir / path}/config.json is missing or has no in_features / out_features")
+    if config.get("use_residual"):  # sentence-transformers >= 5.7: the engines add no residual
+        raise BuildError(f"{model_dir / path}: a Dense module with use_residual is not supported yet")
     if not any((model_dir / path / name).is_file() for name in DENSE_WEIGHT_FILES):
         raise BuildError(f"{model_dir / path} has none of {', '.join(DENSE_WEIGHT_FILES)}")
     activation = str(config.get("activation_function") or "torch.nn.modules.linear.Identity").rsplit(".", 1)[-1]

@@ -31,7 +31,7 @@ from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
 # an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
-# manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens` and sparse models.
+# manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens`, sparse and multi-vector models.
 REPOSITORY_FORMAT = 3
 MAX_BATCH_SIZE = 256
 # Queue delays: the engine waits a little for a fuller batch; the cheap steps do not.
@@ -69,13 +69,18 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
               Tensor(T.NUM_TOKENS, ragged=True)]
     spans = [Tensor(T.OFFSETS, (-1, 2), ragged=True), Tensor(T.WORD_IDS, (-1,), ragged=True)] if task.spans else []
     truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT, T.MAX_TOKENS))
-    text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation]
+    side = optional([T.SIDE] if task.multi_vector else [])  # query / document: lengths, expansion, masks
+    text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation, *side]
     timing = [Tensor(T.TOKENIZE_NS)]  # straight out of the ensemble: x-tokenization-time
+    # A multi-vector query's expansion tokens are encoded but not attended to: the engine takes the mask.
+    attention = [Tensor(T.ATTENTION_MASK, (-1,), optional=True, ragged=True)] if task.multi_vector else []
     engine_outputs = [Tensor(name, _engine_dims(name, spec)) for name in task.engine_outputs]
     context = [Tensor(T.TEXT), tokens[0], *spans, tokens[2]] if task.spans else []  # NER cuts words from TEXT
+    if task.multi_vector:
+        context = [tokens[0], tokens[2]]  # the skiplist masks tokens by id
     steps = {
-        "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans + timing),
-        "engine": Step("engine", "engine", tokens, engine_outputs),
+        "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans + attention + timing),
+        "engine": Step("engine", "engine", tokens + attention, engine_outputs),
         "postprocess": Step("postprocess", task.postprocess, [*context, engine_outputs[0], *optional(task.options)],
                             [Tensor(name, _output_dims(name, spec)) for name in task.outputs]),
     }
@@ -93,7 +98,7 @@ def _engine_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
 
 def _output_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
     return {T.EMBEDDINGS: (-1,), T.SCORES: (spec.num_labels,), T.SPARSE_INDICES: (-1,),
-            T.SPARSE_VALUES: (-1,), T.TOKEN_EMBEDDINGS: (-1, -1)}.get(name, (1,))
+            T.SPARSE_VALUES: (-1,), T.TOKEN_EMBEDDINGS: (-1, -1), T.VECTORS: (-1, spec.dim)}.get(name, (1,))
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,10 @@ def ensemble_config(spec: ModelSpec, ensemble: Ensemble) -> pb.ModelConfig:
         for tensor in step.outputs:
             if tensor.name in taken:
                 entry.output_map[tensor.name] = tensor.name
-    options = [t for t in ensemble.chain[-1].inputs if t.name in spec.task_row.options]
-    _declare([replace(t, ragged=False) for t in [*ensemble.chain[0].inputs, *options]], config.input, is_input=True)
+    first = ensemble.chain[0].inputs
+    taken_first = {t.name for t in first}  # SIDE goes to the tokenizer and the postprocess: declared once
+    options = [t for t in ensemble.chain[-1].inputs if t.name in spec.task_row.options and t.name not in taken_first]
+    _declare([replace(t, ragged=False) for t in [*first, *options]], config.input, is_input=True)
     _declare([Tensor(name, _output_dims(name, spec)) for name in ensemble.outputs], config.output, False)
     if ensemble.name == spec.name:
         _manifest(config, spec)

@@ -137,6 +137,22 @@ class TokensJob(Job):
 
 
 @dataclass(kw_only=True)
+class MultiVectorJob(Job):
+    """A multi-vector model's token vectors for one side ("query", "document" or ""), each input's scoring
+    tokens only (trident.multi_vector)."""
+
+    texts: list[str]  # prompt already applied
+    side: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def tensors(self, start: int, end: int) -> Tensors:
+        n = end - start
+        return {T.TEXT: text_column(self.texts[start:end]), **self.truncation(n), T.SIDE: text_column([self.side] * n)}
+
+
+@dataclass(kw_only=True)
 class ScoreJob(Job):
     """Texts to score, each alone (pair None) or as a (text, pair) pair, e.g. (query, document)."""
 

@@ -10,7 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from gateway import validation as check
 from gateway.embedding_types import EmbeddingType
 from gateway.errors import ApiError, ErrorKind
-from gateway.jobs import DecodeJob, EmbedJob, NerJob, ScoreJob, SparseJob, TokenizeJob, TokensJob
+from gateway.jobs import (
+    DecodeJob,
+    EmbedJob,
+    MultiVectorJob,
+    NerJob,
+    ScoreJob,
+    SparseJob,
+    TokenizeJob,
+    TokensJob,
+)
 from gateway.settings import GatewaySettings
 from trident.spec import ModelSpec
 
@@ -117,12 +126,16 @@ class EmbedAllRequest(Lenient):
     truncation_direction: Direction = "right"
     prompt_name: StrictStr | None = None
 
-    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> TokensJob:
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> TokensJob | MultiVectorJob:
+        """An embedding model's hidden states; a multi-vector model's vectors, of the side `prompt_name` says."""
         texts = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         check.check_texts(texts, "inputs")
         check.check_batch(len(texts), settings, "inputs")
-        return TokensJob(texts=check.apply_prompt(texts, spec, self.prompt_name), characters=sum(map(len, texts)),
-                         param="inputs", **self.truncation(settings))
+        fields = {"characters": sum(map(len, texts)), "param": "inputs", **self.truncation(settings)}
+        if spec.task_row.multi_vector:
+            prompted, side = check.side_and_prompt(texts, spec, self.prompt_name)
+            return MultiVectorJob(texts=prompted, side=side, **fields)
+        return TokensJob(texts=check.apply_prompt(texts, spec, self.prompt_name), **fields)
 
 
 class SimilarityInputs(Lenient):
@@ -212,6 +225,20 @@ def rerank_job(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest
                     characters=len(body.query) * len(documents) + sum(map(len, documents)))
 
 
+def maxsim_jobs(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest, documents: list[str], param: str,
+                spec: ModelSpec, settings: GatewaySettings, max_tokens: int | None = None
+                ) -> tuple[MultiVectorJob, MultiVectorJob]:
+    """A multi-vector model reranks by MaxSim: the query's vectors (its query side) against each document's."""
+    check.check_texts([body.query], "query")
+    check.check_texts(documents, param)
+    check.check_batch(len(documents), settings, param)
+    truncation = body.truncation(settings)
+    query = MultiVectorJob(texts=check.side_and_prompt([body.query], spec, "query")[0], side="query", param="query",
+                           characters=len(body.query), **truncation)
+    return query, MultiVectorJob(texts=check.side_and_prompt(documents, spec, "document")[0], side="document",
+                                 param=param, characters=sum(map(len, documents)), max_tokens=max_tokens, **truncation)
+
+
 class RerankRequest(Lenient):
     """TEI's `POST /rerank` (what the Baseten Performance Client sends)."""
 
@@ -225,6 +252,9 @@ class RerankRequest(Lenient):
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
         return rerank_job(self, self.texts, "texts", settings, self.raw_scores)
+
+    def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
+        return maxsim_jobs(self, self.texts, "texts", spec, settings)
 
 
 class DocumentText(Lenient):
@@ -248,6 +278,9 @@ class CohereRerankRequest(Lenient):
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
         return rerank_job(self, self.document_texts(), "documents", settings, raw_scores=False)
 
+    def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
+        return maxsim_jobs(self, self.document_texts(), "documents", spec, settings)
+
 
 class CohereV2RerankRequest(Lenient):
     """Cohere's `POST /v2/rerank`: documents as strings; pairs are cut to fit the model, each document first
@@ -265,6 +298,9 @@ class CohereV2RerankRequest(Lenient):
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
         return rerank_job(self, self.documents, "documents", settings, raw_scores=False,
                           max_tokens=self.max_tokens_per_doc)
+
+    def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
+        return maxsim_jobs(self, self.documents, "documents", spec, settings, self.max_tokens_per_doc)
 
 
 class PredictRequest(Lenient):

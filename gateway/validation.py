@@ -140,6 +140,17 @@ def prompt_for_input_type(texts: list[str], spec: ModelSpec, input_type: str | N
     return [spec.prompts[name] + text for text in texts] if name else texts
 
 
+MULTI_VECTOR_SIDES = ("query", "document")
+
+
+def side_and_prompt(texts: list[str], spec: ModelSpec, prompt_name: str | None) -> tuple[list[str], str]:
+    """A multi-vector model's `prompt_name` "query" / "document" picks that side (and its prompt, where the
+    model has one: sentence-transformers' encode_query / encode_document); another name is only a prompt."""
+    if prompt_name in MULTI_VECTOR_SIDES:
+        return [spec.prompts.get(prompt_name, "") + text for text in texts], prompt_name
+    return apply_prompt(texts, spec, prompt_name), ""
+
+
 def apply_prompt(texts: list[str], spec: ModelSpec, prompt_name: str | None) -> list[str]:
     name = prompt_name or spec.default_prompt_name
     if name is None:

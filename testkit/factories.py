@@ -216,6 +216,40 @@ def make_tiny_splade(out_dir: Path, *, layout: str = "6", strategy: str = "max",
     return out_dir
 
 
+COLBERT_PROMPTS = {"query": "[Q] ", "document": "[D] "}  # the markers, added to the vocabulary as ColBERT's are
+
+
+def make_tiny_colbert(out_dir: Path, *, seed: int = 0, query_length: int | None = 12, document_length: int = 40,
+                      expansion: str | None = "fixed", attend: bool = False, dim: int = 16) -> Path:
+    """A tiny ColBERT-style model saved by sentence-transformers' MultiVectorEncoder itself: the tiny BERT
+    with [Q] / [D] added to its vocabulary, a bias-free Dense projection to `dim` and Normalize per token,
+    a MultiVectorMask skipping punctuation in documents; queries expanded with [MASK] up to 12 tokens
+    (`expansion` "fixed", "min" or None; `attend`: whether the encoder attends to the expansion tokens)."""
+    import string
+
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+    from transformers import AutoTokenizer
+
+    base = make_tiny_bert(out_dir.parent / f"{out_dir.name}-base", seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    tokenizer.add_tokens(["[Q]", "[D]"])
+    tokenizer.save_pretrained(str(base))
+    model = BertModel.from_pretrained(str(base))
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.save_pretrained(str(base))
+    query_expansion = {"strategy": expansion, "attend": attend, "length": 12} if expansion else None
+    modules = [Transformer(str(base), query_length=query_length, document_length=document_length,
+                           query_expansion=query_expansion),
+               Dense(32, dim, bias=False, activation_function=nn.Identity(), module_input_name="token_embeddings"),
+               Normalize(module_input_name="token_embeddings"),
+               MultiVectorMask(skiplist_words=list(string.punctuation))]
+    torch.manual_seed(seed)
+    MultiVectorEncoder(modules=modules, device="cpu", prompts=COLBERT_PROMPTS).save(str(out_dir))
+    return out_dir
+
+
 # --- Every architecture family: tiny random checkpoints with the tokenizer layout of the real ones ---
 
 # initializer_range 0.2, not 0.02: with near-zero weights attention is almost uniform and a masking or

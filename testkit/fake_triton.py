@@ -153,14 +153,16 @@ class FakeEngine:
         self.spec = spec
         self.rows = rows if rows is not None else spec.vocab_size
         task = spec.task_row
-        width = spec.dim if task.pools else spec.num_labels
+        vectors = task.vectors
+        width = spec.dim if vectors else spec.num_labels
         rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
-        scale = 1.0 if task.pools else 3.0  # logits far enough apart that scores differ
+        scale = 1.0 if vectors else 3.0  # logits far enough apart that scores differ
         self.table = (scale * rng.standard_normal((self.BUCKETS, width))).astype(np.float32)
         self.type_row = rng.standard_normal(width).astype(np.float32)
 
     def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None,
-            output: str | None = None) -> list[np.ndarray]:
+            output: str | None = None, attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """As OnnxEngine.run; `attention` (a multi-vector query's expansion) changes nothing here."""
         output = output or self.spec.task_row.engine_output
         outputs = []
         for row, sequence in enumerate(sequences):

@@ -43,15 +43,19 @@ def pad(rows: list[np.ndarray], value: int, side: str) -> tuple[np.ndarray, np.n
 
 
 def padded_feeds(
-    ids: list[np.ndarray], types: list[np.ndarray] | None, input_names: set[str] | list[str], pad_id: int, side: str
+    ids: list[np.ndarray], types: list[np.ndarray] | None, input_names: set[str] | list[str], pad_id: int, side: str,
+    attention: list[np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The engine graph's inputs for one padded sub-batch: only those the graph declares."""
-    input_ids, mask = pad(ids, pad_id, side)
+    """The engine graph's inputs for one padded sub-batch: only those the graph declares. `attention`: per
+    sequence, which of its tokens may be attended to (default all; a ColBERT query's expansion tokens are
+    not); positions still count every token of the sequence."""
+    input_ids, present = pad(ids, pad_id, side)
+    mask = present if attention is None else pad(attention, 0, side)[0]
     feeds = {"input_ids": input_ids, "attention_mask": mask}
     if "token_type_ids" in input_names:
         feeds["token_type_ids"] = np.zeros_like(input_ids) if types is None else pad(types, 0, side)[0]
     if "position_ids" in input_names:
-        feeds["position_ids"] = position_ids_from_mask(mask)
+        feeds["position_ids"] = position_ids_from_mask(present)
     return feeds
 
 

@@ -54,11 +54,13 @@ class OnnxEngine:
         self.input_names = {i.name for i in self.session.get_inputs()}
 
     def run(
-        self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None, output: str | None = None
+        self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None, output: str | None = None,
+        attention: list[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
         """Per input: `[dim]` embeddings, `[num_labels]` logits, or `[len_i, num_labels]` NER logits; `output`
         (default: the task's main one) asks for another of the graph's outputs (`[len_i, hidden]` token
-        embeddings), which is all the session then computes."""
+        embeddings), which is all the session then computes. `attention`: per input, the tokens that may be
+        attended to (default all: see `trident.batching.padded_feeds`)."""
         output = output or self.spec.task_row.engine_output
         if token_type_ids is not None and len(token_type_ids) != len(sequences):
             raise ValueError(f"{len(token_type_ids)} token_type_ids for {len(sequences)} sequences")
@@ -71,13 +73,15 @@ class OnnxEngine:
         results: list[np.ndarray | None] = [None] * len(ids)
         for batch in plan_batches([len(s) for s in ids], self.spec.max_num_tokens):
             batch_types = None if types is None else [types[i] for i in batch]
-            outputs = self._run_padded([ids[i] for i in batch], batch_types, output)
+            batch_attention = None if attention is None else [attention[i] for i in batch]
+            outputs = self._run_padded([ids[i] for i in batch], batch_types, output, batch_attention)
             for index, row in zip(batch, outputs, strict=True):
                 results[index] = row
         return [r for r in results if r is not None]
 
-    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str) -> list[np.ndarray]:
-        feeds = padded_feeds(ids, types, self.input_names, self.pad_id, self.spec.padding_side)
+    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str,
+                    attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        feeds = padded_feeds(ids, types, self.input_names, self.pad_id, self.spec.padding_side, attention)
         (result,) = self.session.run([self.spec.engine_output_name(output)], feeds)
         if not self.spec.task_row.per_token_output(output):
             return list(result)

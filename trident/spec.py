@@ -59,6 +59,10 @@ class ModelSpec:
     # Embeddings: [[min per dimension], [max per dimension]] of the normalized vectors of a fixed calibration
     # text set (builder.calibration): the ranges of int8 / uint8 embeddings (`quantize_embeddings`' `ranges`).
     quantization_ranges: list[list[float]] = field(default_factory=list)
+    # Multi-vector models: how each side is tokenized, as sentence-transformers' Transformer module says:
+    # {"query_length": int | None, "document_length": int | None, "expansion": None | {"strategy": "fixed" |
+    # "min", "attend": bool, "length": int, "token_id": int}} (queries padded with token_id up to length).
+    sides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         task_of(self.task)  # an unknown task fails here

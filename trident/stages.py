@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trident import multi_vector
 from trident import tensors as T
 from trident.batching import pad
 from trident.errors import InputTooLongError, StageError, StageErrorKind
@@ -66,6 +67,8 @@ class TokenizerStage(PerRequestStage):
     def __init__(self, spec: ModelSpec, files: Path) -> None:
         self.tokenizer = TextTokenizer(files / "tokenizer.json", spec.max_length, spec.pad_token_id)
         self.with_spans = spec.task_row.spans  # NER maps tokens back to words and characters
+        self.multi_vector = spec.task_row.multi_vector  # each SIDE tokenized its own way
+        self.sides = spec.sides
 
     def _one(self, request: Request) -> Result:
         started = time.perf_counter_ns()
@@ -73,12 +76,18 @@ class TokenizerStage(PerRequestStage):
             texts = decode_texts(request[T.TEXT])
             pairs = decode_texts(request[T.TEXT_PAIR]) if request.get(T.TEXT_PAIR) is not None else None
             n = len(texts)
+            caps = column(request.get(T.MAX_TOKENS), n, 0)
+            sides = [multi_vector.check_side(side) for side in decode_texts(request[T.SIDE])] \
+                if request.get(T.SIDE) is not None else [""] * n
+            if self.multi_vector:
+                caps = [multi_vector.tighter(cap, multi_vector.side_limit(self.sides, side))
+                        for cap, side in zip(caps, sides, strict=True)]
             batch = self.tokenizer.encode(
                 texts,
                 pairs,
                 truncate=column(request.get(T.TRUNCATE), n, True),
                 left=column(request.get(T.TRUNCATE_LEFT), n, False),
-                max_tokens=column(request.get(T.MAX_TOKENS), n, 0),
+                max_tokens=caps,
             )
         except (ValueError, UnicodeDecodeError) as exc:
             return invalid_input(exc)
@@ -89,6 +98,11 @@ class TokenizerStage(PerRequestStage):
         }
         if self.with_spans:
             result[T.OFFSETS], result[T.WORD_IDS] = batch.spans()
+        if self.multi_vector:
+            ids, types, lengths, attention = multi_vector.expand_queries(
+                batch.input_ids, batch.token_type_ids, batch.lengths, sides, self.sides.get("expansion"))
+            result.update({T.INPUT_IDS: ids, T.TOKEN_TYPE_IDS: types, T.NUM_TOKENS: lengths.reshape(-1, 1),
+                           T.ATTENTION_MASK: attention})
         result[T.TOKENIZE_NS] = spread_ns(started, n)
         return result
 
@@ -155,14 +169,20 @@ class EngineStage:
         return results
 
     def _run(self, requests: list[Request], output: str) -> list[Result]:
-        sequences, types, counts = [], [], []
+        sequences, types, attention, counts = [], [], [], []
         for request in requests:
-            ids, type_ids = request[T.INPUT_IDS], request[T.TOKEN_TYPE_IDS]
+            ids, type_ids, masks = request[T.INPUT_IDS], request[T.TOKEN_TYPE_IDS], request.get(T.ATTENTION_MASK)
             lengths = request[T.NUM_TOKENS].reshape(-1)
             sequences += [ids[row, :length] for row, length in enumerate(lengths)]
             types += [type_ids[row, :length] for row, length in enumerate(lengths)]
+            attention += [np.ones(length, dtype=np.int64) if masks is None else masks[row, :length].astype(np.int64)
+                          for row, length in enumerate(lengths)]
             counts.append(len(lengths))
-        rows = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None, output)
+        types = types if self.spec.uses_token_type_ids else None
+        if any(request.get(T.ATTENTION_MASK) is not None for request in requests):
+            rows = self.engine.run(sequences, types, output, attention)
+        else:
+            rows = self.engine.run(sequences, types, output)
         results: list[Result] = []
         start = 0
         for count in counts:

@@ -5,6 +5,7 @@
 - NER: per-token logits + the tokenizer's offsets and word ids -> entities (`trident.ner.aggregate`),
   one JSON list per text.
 - Sparse (SPLADE): the pooled vocabulary vector -> its non-zero entries (or the k largest), in index order.
+- Multi-vector (ColBERT-style): each token's projected vector -> normalized, only the tokens that score.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from trident import heads, multi_vector
 from trident import tensors as T
 from trident.errors import StageError, StageErrorKind
-from trident.postprocess import sigmoid, softmax
+from trident.postprocess import l2_normalize, sigmoid, softmax
 from trident.spec import ModelSpec
 from trident.stages import PerRequestStage, Request, Result, column, decode_texts, invalid_input
 
@@ -65,6 +67,35 @@ class SparseStage(PerRequestStage):
         for row, (ids, vals) in enumerate(entries):
             indices[row, : len(ids)], values[row, : len(vals)] = ids, vals
         return {T.SPARSE_INDICES: indices, T.SPARSE_VALUES: values}
+
+
+class MultiVectorStage(PerRequestStage):
+    """Multi-vector postprocess: TOKEN_EMBEDDINGS [n, longest, dim] (+ INPUT_IDS, NUM_TOKENS, SIDE) ->
+    VECTORS [n, most kept, dim] and NUM_VECTORS: each input's scoring tokens (trident.multi_vector), each
+    vector normalized when the model's head ends with Normalize."""
+
+    def __init__(self, spec: ModelSpec, files: Path) -> None:
+        self.spec = spec
+        self.mask = heads.token_mask(spec.head)
+        self.normalize = spec.normalize
+
+    def _one(self, request: Request) -> Result:
+        embeddings, ids = request[T.TOKEN_EMBEDDINGS], request[T.INPUT_IDS]
+        lengths = request[T.NUM_TOKENS].reshape(-1)
+        try:
+            sides = [multi_vector.check_side(side) for side in decode_texts(request[T.SIDE])] \
+                if request.get(T.SIDE) is not None else [""] * len(lengths)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return invalid_input(exc)
+        kept = []
+        for row, length in enumerate(lengths):
+            vectors = embeddings[row, :length][multi_vector.scoring_tokens(ids[row, :length], sides[row], self.mask)]
+            kept.append(l2_normalize(vectors) if self.normalize else vectors.astype(np.float32))
+        width = max((len(v) for v in kept), default=0)
+        out = np.zeros((len(kept), width, embeddings.shape[-1]), dtype=np.float32)
+        for row, vectors in enumerate(kept):
+            out[row, : len(vectors)] = vectors
+        return {T.VECTORS: out, T.NUM_VECTORS: np.array([[len(v)] for v in kept], dtype=np.int32).reshape(-1, 1)}
 
 
 class NerStage(PerRequestStage):

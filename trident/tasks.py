@@ -54,6 +54,16 @@ class Task:
         return self.engine_output == T.POOLED
 
     @property
+    def multi_vector(self) -> bool:
+        """Several vectors per input (ColBERT-style), compared token by token (MaxSim)."""
+        return self.engine_output == T.TOKEN_EMBEDDINGS
+
+    @property
+    def vectors(self) -> bool:
+        """Its answers are vectors of the model's `dim` (pooled, sparse or per token), not labels."""
+        return self.pools or self.multi_vector
+
+    @property
     def dense_vectors(self) -> bool:
         """One dense embedding per input: normalized, Matryoshka-cut, int8-calibrated."""
         return self.pools and not self.sparse
@@ -75,6 +85,10 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     Task("sparse", auto_class="AutoModelForMaskedLM", engine_output=T.POOLED, postprocess="sparse",
          options=(T.TOP_K,), outputs=(T.SPARSE_INDICES, T.SPARSE_VALUES),
          routes=("/embed_sparse",), invocations_route="/embed_sparse", token_ids=True, sparse=True),
+    Task("multi_vector", auto_class="AutoModel", engine_output=T.TOKEN_EMBEDDINGS, postprocess="multi_vector",
+         options=(T.SIDE,), outputs=(T.VECTORS, T.NUM_VECTORS),
+         routes=("/embed_all", "/rerank", "/v1/rerank", "/v2/rerank"), invocations_route="/embed_all",
+         per_token=True),
     Task("reranker", auto_class="AutoModelForSequenceClassification", engine_output=T.LOGITS, postprocess="scores",
          options=(T.RAW_SCORES,), outputs=(T.SCORES,),
          routes=("/rerank", "/v1/rerank", "/v2/rerank", "/predict"), invocations_route="/rerank", pairs=True),

@@ -54,7 +54,7 @@ class TensorRTEngine:
         self.infer = infer or bls_infer(f"{spec.name}_trt")
 
     def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None,
-            output: str | None = None) -> list[np.ndarray]:
+            output: str | None = None, attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
         output = output or self.spec.task_row.engine_output
         ids = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
         if any(len(s) == 0 for s in ids):
@@ -65,14 +65,16 @@ class TensorRTEngine:
             for start in range(0, len(group), self.max_rows):
                 chunk = group[start : start + self.max_rows]
                 chunk_types = None if types is None else [types[i] for i in chunk]
-                outputs = self._run_padded([ids[i] for i in chunk], chunk_types, output)
+                chunk_attention = None if attention is None else [attention[i] for i in chunk]
+                outputs = self._run_padded([ids[i] for i in chunk], chunk_types, output, chunk_attention)
                 for index, row in zip(chunk, outputs, strict=True):
                     results[index] = row
         return [r for r in results if r is not None]
 
-    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str) -> list[np.ndarray]:
+    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str,
+                    attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
         side = self.spec.padding_side
-        feeds = padded_feeds(ids, types, self.input_names, self.spec.pad_token_id, side)
+        feeds = padded_feeds(ids, types, self.input_names, self.spec.pad_token_id, side, attention)
         rows = np.asarray(self.infer(feeds, output_name(self.spec, output)), dtype=np.float32)
         if not self.spec.task_row.per_token_output(output):
             return list(rows)

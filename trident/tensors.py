@@ -37,6 +37,14 @@ LOGITS = "LOGITS"  # TYPE_FP32 [batch, labels], or [batch, longest, labels] for 
 SCORES = "SCORES"  # TYPE_FP32 [batch, labels]: probabilities, or logits with RAW_SCORES
 RESULT = "RESULT"  # TYPE_STRING [batch, 1]: NER entities of one text as a JSON list
 
+# Multi-vector (ColBERT-style) models.
+SIDE = "SIDE"  # TYPE_STRING, default "": "query" | "document": which side's lengths, expansion and masks apply
+# TYPE_INT32 [batch, longest]: 1 where other tokens may attend to the token; a query's expansion tokens are 0
+# (they are encoded, and scored, but not attended to). Absent: every real token.
+ATTENTION_MASK = "ATTENTION_MASK"
+VECTORS = "VECTORS"  # TYPE_FP32 [batch, longest, dim]: the vectors that score (MaxSim), zero-padded
+NUM_VECTORS = "NUM_VECTORS"  # TYPE_INT32 [batch, 1]: how many rows of VECTORS are each input's
+
 # Sparse (SPLADE) embeddings: the engine's POOLED vector is over the vocabulary; postprocess keeps its non-zeros.
 TOP_K = "TOP_K"  # TYPE_INT32, default 0 = all: keep the k largest values of each vector
 SPARSE_INDICES = "SPARSE_INDICES"  # TYPE_INT32 [batch, longest]: vocabulary ids of the non-zeros, ascending, -1 after
@@ -51,4 +59,5 @@ TYPES = {
     AGGREGATION_STRATEGY: "TYPE_STRING",
     OFFSETS: "TYPE_INT32", WORD_IDS: "TYPE_INT32", LOGITS: "TYPE_FP32", SCORES: "TYPE_FP32", RESULT: "TYPE_STRING",
     TOP_K: "TYPE_INT32", SPARSE_INDICES: "TYPE_INT32", SPARSE_VALUES: "TYPE_FP32",
+    SIDE: "TYPE_STRING", ATTENTION_MASK: "TYPE_INT32", VECTORS: "TYPE_FP32", NUM_VECTORS: "TYPE_INT32",
 }

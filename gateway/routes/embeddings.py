@@ -77,11 +77,14 @@ async def tei_embed(body: EmbedRequest, request: Request) -> Response:
 
 @router.post("/embed_all", tags=["TEI"], responses={200: {"model": list[list[list[float]]]}})
 async def tei_embed_all(body: EmbedAllRequest, request: Request) -> Response:
-    """Per input, one vector per token (special tokens included): the encoder's last hidden state."""
+    """Per input, one vector per token (special tokens included): the encoder's last hidden state; for a
+    multi-vector model, the normalized vectors of the tokens that score (`prompt_name` query / document: that
+    side's, as encode_query / encode_document give them)."""
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/embed_all")
     result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
-    return json_response(result.token_rows())
+    multi_vector = spec.task_row.multi_vector
+    return json_response(result.token_rows(T.VECTORS, T.NUM_VECTORS) if multi_vector else result.token_rows())
 
 
 class SparseValue(BaseModel):

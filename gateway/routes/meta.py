@@ -77,7 +77,7 @@ async def health(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     models = request.app.state.gateway.registry.models
     data = [{"id": name, "object": "model", "created": STARTED, "owned_by": "trident",
-             "task": spec.task, "dimensions": spec.dim if spec.task_row.pools else None}
+             "task": spec.task, "dimensions": spec.dim if spec.task_row.vectors else None}
             for name, spec in sorted(models.items())]
     return json_response({"object": "list", "data": data})
 
@@ -90,7 +90,7 @@ async def info(request: Request, model: str | None = None) -> Response:
     return json_response({
         "model_id": spec.name, "model_sha": spec.content_hash, "model_type": spec.task,
         "task": spec.task, "architecture": spec.architecture, "pooling": spec.pooling,
-        "dimensions": spec.dim if spec.task_row.pools else None, "labels": spec.labels(),
+        "dimensions": spec.dim if spec.task_row.vectors else None, "labels": spec.labels(),
         "max_input_length": spec.max_length, "max_num_tokens": spec.max_num_tokens,
         "max_client_batch_size": settings.max_client_batch_size,
         "max_concurrent_requests": settings.max_concurrent_requests,

@@ -4,16 +4,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from gateway.errors import ApiError, ErrorKind
-from gateway.jobs import ScoreJob
 from gateway.responses import json_response
 from gateway.routes import embeddings
 from gateway.schemas import (
@@ -31,19 +32,37 @@ from trident.tasks import INFERENCE_ROUTES
 router = APIRouter()
 
 
-async def _rank(request: Request, spec: ModelSpec, job: ScoreJob) -> tuple[list[tuple[int, float]], int]:
-    """(index, score) of every document, best first, and the tokens processed."""
-    result = await request.app.state.gateway.infer(spec, job)
-    scores = result[T.SCORES].reshape(len(job), -1)[:, 0].tolist()
+RerankBody = RerankRequest | CohereRerankRequest | CohereV2RerankRequest
+
+
+async def _rank(request: Request, spec: ModelSpec, body: RerankBody) -> tuple[list[tuple[int, float]], int]:
+    """(index, score) of every document, best first, and the tokens processed: a reranker's scores, or a
+    multi-vector model's MaxSim."""
+    gateway = request.app.state.gateway
+    if spec.task_row.multi_vector:
+        query_job, documents_job = body.to_maxsim_jobs(spec, gateway.settings)
+        query, documents = await asyncio.gather(gateway.infer(spec, query_job), gateway.infer(spec, documents_job))
+        scores = maxsim(query.token_rows(T.VECTORS, T.NUM_VECTORS)[0], documents.token_rows(T.VECTORS, T.NUM_VECTORS))
+        num_tokens = query.num_tokens + documents.num_tokens
+    else:
+        job = body.to_job(spec, gateway.settings)
+        result = await gateway.infer(spec, job)
+        scores, num_tokens = result[T.SCORES].reshape(len(job), -1)[:, 0].tolist(), result.num_tokens
     ranked = sorted(enumerate(scores), key=lambda item: item[1], reverse=True)  # stable: ties keep input order
-    return ranked, result.num_tokens
+    return ranked, num_tokens
+
+
+def maxsim(query: np.ndarray, documents: list[np.ndarray]) -> list[float]:
+    """ColBERT's late interaction, as sentence-transformers scores it: for each query vector its best dot
+    product with the document's vectors, summed (raw, not divided by the query's length)."""
+    return [float((query @ document.T).max(axis=1).sum()) if len(document) else 0.0 for document in documents]
 
 
 @router.post("/rerank", tags=["TEI"])
 async def tei_rerank(body: RerankRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/rerank")
-    ranked, _ = await _rank(request, spec, body.to_job(spec, gateway.settings))
+    ranked, _ = await _rank(request, spec, body)
     return json_response([{"index": index, "score": score, **({"text": body.texts[index]} if body.return_text else {})}
                           for index, score in ranked])
 
@@ -52,7 +71,7 @@ async def tei_rerank(body: RerankRequest, request: Request) -> Response:
 async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/v1/rerank")
-    ranked, num_tokens = await _rank(request, spec, body.to_job(spec, gateway.settings))
+    ranked, num_tokens = await _rank(request, spec, body)
     documents = body.document_texts()
     top = ranked[: body.top_n] if body.top_n is not None else ranked
     results = [{"index": index, "relevance_score": score,
@@ -66,7 +85,7 @@ async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response
 async def cohere_v2_rerank(body: CohereV2RerankRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/v2/rerank")
-    ranked, _ = await _rank(request, spec, body.to_job(spec, gateway.settings))
+    ranked, _ = await _rank(request, spec, body)
     top = ranked[: body.top_n] if body.top_n is not None else ranked
     return json_response({
         "results": [{"index": index, "relevance_score": score} for index, score in top],

@@ -19,7 +19,7 @@ from builder.inspect import inspect_checkpoint, save_tokenizer
 from builder.repository import write_repository
 from gateway.logs import JsonFormatter
 from gateway.settings import GatewaySettings
-from testkit.factories import make_tiny_bert, make_tiny_splade
+from testkit.factories import make_tiny_bert, make_tiny_colbert, make_tiny_splade
 from testkit.fake_triton import FakeTriton
 from testkit.gateway_server import GatewayServer
 
@@ -33,6 +33,7 @@ MODELS = {
     "tiny-ner": {"head": "token-cls", "seed": 4},
 }
 SPARSE_MODELS = {"tiny-splade": {"seed": 5}}  # make_tiny_splade arguments: a SPLADE model (vocabulary ~500)
+MULTI_VECTOR_MODELS = {"tiny-colbert": {"seed": 6}}  # make_tiny_colbert arguments: queries expanded to 12 tokens
 # tiny-bert-cls's manifest claims a vocabulary of 100,000 ids while its engine's table has the checkpoint's
 # ~500 rows: text is unaffected (the tokenizer only makes real ids), but ids past the table pass the
 # gateway's vocabulary check and fail inside the engine, a real engine failure (the 424 path).
@@ -49,7 +50,8 @@ def unit_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     """name -> a tiny random checkpoint (its tokenizer is the reference for /tokenize and /decode)."""
     root = tmp_path_factory.mktemp("unit-checkpoints")
     return {**{name: make_tiny_bert(root / name, **options) for name, options in MODELS.items()},
-            **{name: make_tiny_splade(root / name, **options) for name, options in SPARSE_MODELS.items()}}
+            **{name: make_tiny_splade(root / name, **options) for name, options in SPARSE_MODELS.items()},
+            **{name: make_tiny_colbert(root / name, **options) for name, options in MULTI_VECTOR_MODELS.items()}}
 
 
 @pytest.fixture(scope="session")

@@ -194,9 +194,11 @@ class TorchEngine:
         return len(blocks)
 
     def run(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None,
-            output: str | None = None) -> list[np.ndarray]:
+            output: str | None = None, attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Per input: `[dim]` embeddings, `[num_labels]` logits, or `[len_i, num_labels]` NER logits; with
-        `output` T.TOKEN_EMBEDDINGS, an embedding model's `[len_i, hidden]` last hidden state."""
+        `output` T.TOKEN_EMBEDDINGS, an embedding model's `[len_i, hidden]` last hidden state (a multi-vector
+        model's projected token vectors). `attention`: per input, the tokens that may be attended to (padded
+        attention only)."""
         output = output or self.spec.task_row.engine_output
         ids = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
         if any(len(s) == 0 for s in ids):
@@ -210,6 +212,8 @@ class TorchEngine:
                 raise ValueError("each token_type_ids row must match its sequence's length")
         lengths = [len(s) for s in ids]
         if self.attn == "varlen":
+            if attention is not None:
+                raise ValueError("varlen attention attends to every token: serve this model with padded attention")
             groups = plan_packed(lengths, self.spec.max_num_tokens, self.options.max_sequences)
             forward = self._run_packed
         else:
@@ -218,8 +222,11 @@ class TorchEngine:
         results: list[np.ndarray | None] = [None] * len(ids)
         with torch.inference_mode():
             for group in groups:
-                outputs = forward([ids[i] for i in group], None if types is None else [types[i] for i in group],
-                                  output)
+                group_types = None if types is None else [types[i] for i in group]
+                if attention is None:
+                    outputs = forward([ids[i] for i in group], group_types, output)
+                else:
+                    outputs = forward([ids[i] for i in group], group_types, output, [attention[i] for i in group])
                 for index, row in zip(group, outputs, strict=True):
                     results[index] = row
         return [r for r in results if r is not None]
@@ -246,10 +253,11 @@ class TorchEngine:
                                         batch.num_sequences))
         return list(pooled.cpu().numpy())
 
-    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str) -> list[np.ndarray]:
+    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str,
+                    attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
         side = self.spec.padding_side
         input_ids, mask = pad(ids, self.pad_id, side)
-        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        feeds = {"input_ids": input_ids, "attention_mask": mask if attention is None else pad(attention, 0, side)[0]}
         type_ids = self._type_ids(types, ids)
         if type_ids is not None:
             feeds["token_type_ids"] = pad(type_ids, 0, side)[0]
@@ -259,10 +267,15 @@ class TorchEngine:
         out = self.model(**tensors)
         if output == T.POOLED:
             return list(self._pooled(out, tensors["attention_mask"]).cpu().numpy())
-        rows = (out.last_hidden_state if output == T.TOKEN_EMBEDDINGS else out.logits).float().cpu().numpy()
+        rows = (self._token_vectors(out) if output == T.TOKEN_EMBEDDINGS else out.logits).float().cpu().numpy()
         if not self.spec.task_row.per_token_output(output):
             return list(rows)
         return unpad_rows(rows, [len(s) for s in ids], side)
+
+    def _token_vectors(self, out: object) -> torch.Tensor:
+        """Hidden states; a multi-vector model's through its Dense modules, token by token."""
+        hidden = out.last_hidden_state
+        return self.dense(hidden.float()) if self.spec.task_row.multi_vector else hidden
 
     def _pooled(self, out: object, attention_mask: torch.Tensor) -> torch.Tensor:
         """The head after the encoder: SpladePooling over the logits, or pooling and the Dense modules."""
