@@ -442,3 +442,59 @@ def test_gpu_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
         assert key in result
     assert result["device"] == "cpu" and result["bf16_ratio_8b"] > 0 and result["fp8_ratio_8b"] > 0
     assert result["qwen3_8b"]["fp8_layer_rel_error"] < 0.05
+
+
+# --- the torch engine for issue 15's outputs: SPLADE, token embeddings, multi-vector ------------------------
+
+
+def test_torch_engine_splade_and_token_embeddings_match_sentence_transformers(tmp_path: Path) -> None:
+    """SpladePooling (sum, log1p_relu) vs SparseEncoder; an embedding model's hidden states (varlen and padded)
+    vs SentenceTransformer's token_embeddings."""
+    from sentence_transformers import SentenceTransformer, SparseEncoder
+    from transformers import AutoTokenizer
+
+    from builder.inspect import inspect_checkpoint
+    from testkit.factories import make_tiny_bert, make_tiny_splade
+    from trident import tensors as T
+
+    texts = ["hello world", "the quick brown fox jumps over the lazy dog", "a"]
+    splade = make_tiny_splade(tmp_path / "splade", layout="5", strategy="sum", activation="log1p_relu", seed=31)
+    spec = inspect_checkpoint(splade, "splade")
+    ids = [np.array(AutoTokenizer.from_pretrained(splade)(t)["input_ids"]) for t in texts]
+    served = np.stack(TorchEngine.load(splade, spec, device="cpu").run(ids))
+    reference = SparseEncoder(str(splade), device="cpu").encode(texts).to_dense().numpy()
+    assert ((served != 0) == (reference != 0)).all()
+    np.testing.assert_allclose(served, reference, atol=FLOAT32_TOLERANCE)
+
+    dense = make_tiny_bert(tmp_path / "dense", pooling="mean", seed=32)
+    spec = inspect_checkpoint(dense, "dense")
+    ids = [np.array(AutoTokenizer.from_pretrained(dense)(t)["input_ids"]) for t in texts]
+    expected = SentenceTransformer(str(dense), device="cpu").encode(texts, output_value="token_embeddings")
+    for attention in ("padded", "varlen"):
+        engine = TorchEngine.load(dense, spec, device="cpu", options=EngineOptions(attention=attention))
+        for served, want in zip(engine.run(ids, output=T.TOKEN_EMBEDDINGS), expected, strict=True):
+            np.testing.assert_allclose(served, want.numpy(), atol=FLOAT32_TOLERANCE)
+
+
+def test_torch_engine_multi_vector_query_expansion_matches_multi_vector_encoder(tmp_path: Path) -> None:
+    """Projected token vectors with the query's [MASK] expansion not attended to, vs the library's forward."""
+    from sentence_transformers import MultiVectorEncoder
+
+    from builder.inspect import inspect_checkpoint
+    from testkit.factories import make_tiny_colbert
+    from trident import tensors as T
+    from trident.postprocess import l2_normalize
+
+    colbert = make_tiny_colbert(tmp_path / "colbert", seed=33)
+    spec = inspect_checkpoint(colbert, "colbert")
+    encoder = MultiVectorEncoder(str(colbert), device="cpu")
+    queries = ["where is the fox?", "dogs"]
+    features = encoder.preprocess(queries, prompt="[Q] ", task="query")
+    with torch.inference_mode():
+        expected = encoder.forward(dict(features), task="query")["token_embeddings"].numpy()
+    ids = [row.numpy() for row in features["input_ids"]]
+    attention = [row.numpy() for row in features["attention_mask"]]
+    assert min(int(a.sum()) for a in attention) < len(ids[0])  # expansion tokens present, not attended
+    served = TorchEngine.load(colbert, spec, device="cpu").run(ids, None, T.TOKEN_EMBEDDINGS, attention)
+    for row, want in zip(served, expected, strict=True):
+        np.testing.assert_allclose(l2_normalize(row), want, atol=FLOAT32_TOLERANCE)
