@@ -9,8 +9,10 @@ Timing headers, in whole milliseconds as TEI sends them (only on answers that di
 - x-queue-time: arrival -> first Triton call sent (body read, validation, batching into sub-requests).
 - x-inference-time: first Triton call sent -> last Triton answer received (the sub-requests run
   concurrently, so this is wall time, not a sum). Tokenization inside the Triton ensemble is part of it.
-- x-tokenization-time: time the gateway itself spent tokenizing; 0 when the client sent token ids;
-  absent when the text was tokenized inside Triton (then it is part of x-inference-time).
+- x-tokenization-time: time the tokenizer step inside Triton spent on the request, as the step measured it
+  (TOKENIZE_NS, summed over the sub-requests: they run concurrently, so it can exceed x-inference-time
+  only when several ran at once); for token ids, the ids step's (well under a millisecond); for /tokenize,
+  the gateway's own tokenizing.
 - x-compute-tokens, x-compute-characters: tokens the model processed, characters the client sent.
 """
 
