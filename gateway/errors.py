@@ -20,14 +20,15 @@ class ErrorKind(Enum):
     INVALID_REQUEST = (400, "invalid_request_error", "malformed JSON, empty input list, empty string, invalid "
                        "Unicode, a route the model does not serve")
     UNAUTHENTICATED = (401, "authentication_error", "`--api-key` set and the key is missing or wrong "
-                       "(`Authorization: Bearer KEY` or `Api-Key KEY`); `/health` stays open")
+                       "(`Authorization: Bearer KEY` or `Api-Key KEY`); `/health` and `/ping` stay open")
     NOT_FOUND = (404, "not_found_error", "several models served and `model` names none of them")
     PAYLOAD_TOO_LARGE = (413, "payload_too_large", "body over `--max-payload-bytes` (2 MB, judged before "
                          "parsing), or more inputs than `--max-client-batch-size` (2048)")
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported_media_type", "body not sent as JSON")
     VALIDATION = (422, "validation_error", "wrong types; input longer than the model's maximum without "
                   "truncation (names the input and its token count); `dimensions` out of range; token id "
-                  "outside the vocabulary; unknown `prompt_name` or `aggregation_strategy`")
+                  "outside the vocabulary; unknown `prompt_name` or `aggregation_strategy`; int8 / uint8 for vectors "
+                  "their calibrated ranges do not describe")
     BACKEND_FAILED = (424, "backend_error", "the engine failed on the request (an ONNX Runtime, torch or "
                       "TensorRT error, named in the message)")
     OVERLOADED = (429, "overloaded", "more than `--max-concurrent-requests` in flight (with `Retry-After`)")

@@ -153,3 +153,36 @@ def test_tokenization_time_is_what_the_tokenizer_step_measured(gateway, fake, mo
     assert 60 <= int(headers["x-tokenization-time"]) <= int(headers["x-inference-time"])
     split = gateway.post("/embed", {"inputs": ["x"] * 70, "model": "tiny-bert-mean"}).headers  # 3 sub-requests
     assert int(split["x-tokenization-time"]) >= 180  # concurrent steps: the sum of their times
+
+
+NEW_ROUTES = {("post", "/similarity"): "TEI", ("post", "/embed_all"): "TEI", ("post", "/embed_sparse"): "TEI",
+              ("post", "/v2/embed"): "Cohere", ("post", "/v2/rerank"): "Cohere", ("get", "/ping"): "SageMaker",
+              ("post", "/invocations"): "SageMaker"}
+
+
+def test_openapi_documents_the_new_routes_and_their_errors(gateway):
+    paths = gateway.get("/openapi.json").json()["paths"]
+    for (method, path), tag in NEW_ROUTES.items():
+        operation = paths[path][method]
+        assert operation["tags"] == [tag], path
+        statuses = set(operation["responses"])
+        assert ({"400", "413", "422", "424", "429", "503"} if method == "post" else {"503"}) <= statuses, path
+    assert "401" not in paths["/ping"]["get"]["responses"]  # open, as /health
+
+
+def test_the_readme_route_table_lists_every_route(gateway):
+    """Every operation of /openapi.json has its row in the README's HTTP API table, and no row is stale."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text().splitlines()
+    start = readme.index("| route | request | answer |") + 2
+    rows = set()
+    for line in readme[start:]:
+        if not line.startswith("|"):
+            break
+        method, _, path = line.split("|")[1].strip().strip("`").partition(" ")
+        rows.add((method.lower(), path))
+    served = {(method, path) for path, item in gateway.get("/openapi.json").json()["paths"].items()
+              for method in item}
+    assert served <= rows, sorted(served - rows)
+    assert rows - {("get", "/openapi.json")} <= served, sorted(rows - served)  # the document itself is not in it
