@@ -109,3 +109,71 @@ def test_pick_by_route():
     with pytest.raises(ApiError) as error:
         registry.pick("nope", route="/rerank")
     assert error.value.status == 404
+
+
+# --- issue 15's stages: one engine batch wanting two outputs, sparse entries, multi-vector sides ---------------
+
+
+class _RecordingEngine:
+    """Answers each output with recognisable rows and records what it was asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def run(self, sequences, token_type_ids=None, output=None, attention=None):
+        self.calls.append((output, len(sequences)))
+        if output == T.TOKEN_EMBEDDINGS:
+            return [np.full((len(s), 3), float(s[0]), dtype=np.float32) for s in sequences]
+        return [np.full(2, float(s[0]), dtype=np.float32) for s in sequences]
+
+
+def test_an_engine_batch_runs_each_wanted_output_once_and_answers_each_request_its_own():
+    from trident.stages import REQUESTED_OUTPUTS, EngineStage
+
+    stage = EngineStage.__new__(EngineStage)
+    stage.spec = ModelSpec(name="m", task="embedding", architecture="X", model_type="bert", max_length=8, dim=2)
+    stage.engine = _RecordingEngine()
+
+    def request(first: int, wanted: tuple[str, ...]) -> dict:
+        ids = np.array([[first, 1, 1], [first + 1, 1, 0]], dtype=np.int64)
+        return {T.INPUT_IDS: ids, T.TOKEN_TYPE_IDS: np.zeros_like(ids), T.NUM_TOKENS: np.array([[3], [2]]),
+                REQUESTED_OUTPUTS: wanted}
+
+    pooled, tokens, pooled_too = stage.process([request(10, (T.POOLED,)), request(20, (T.TOKEN_EMBEDDINGS,)),
+                                                request(30, (T.POOLED,))])
+    assert sorted(stage.engine.calls) == [(T.POOLED, 4), (T.TOKEN_EMBEDDINGS, 2)]
+    assert set(pooled) == {T.POOLED} and pooled[T.POOLED][:, 0].tolist() == [10, 11]
+    assert pooled_too[T.POOLED][:, 0].tolist() == [30, 31]
+    assert set(tokens) == {T.TOKEN_EMBEDDINGS} and tokens[T.TOKEN_EMBEDDINGS].shape == (2, 3, 3)
+    assert tokens[T.TOKEN_EMBEDDINGS][1, :, 0].tolist() == [21, 21, 0]  # its own 2 tokens, then padding
+
+
+def test_sparse_stage_keeps_non_zeros_in_index_order_and_top_k():
+    from trident.task_stages import SparseStage
+
+    spec = ModelSpec(name="s", task="sparse", architecture="BertForMaskedLM", model_type="bert", max_length=8, dim=6,
+                     head=[{"type": "SpladePooling", "strategy": "max", "activation": "relu"}])
+    pooled = np.array([[0, 0.5, 0, 2.0, 0.5, 0], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    (everything,) = SparseStage(spec, None).process([{T.POOLED: pooled}])
+    assert everything[T.SPARSE_INDICES].tolist() == [[1, 3, 4], [-1, -1, -1]]
+    assert everything[T.SPARSE_VALUES].tolist() == [[0.5, 2.0, 0.5], [0, 0, 0]]
+    (top,) = SparseStage(spec, None).process([{T.POOLED: pooled, T.TOP_K: np.array([[2], [2]], dtype=np.int32)}])
+    assert top[T.SPARSE_INDICES].tolist() == [[1, 3], [-1, -1]]  # 2.0, then the tie 0.5 / 0.5: the lower index
+
+
+def test_query_expansion_pads_queries_only_and_masks_attention():
+    from trident.multi_vector import expand_queries, scoring_tokens, side_limit
+
+    sides = {"query_length": 12, "document_length": 40,
+             "expansion": {"strategy": "fixed", "attend": False, "length": 5, "token_id": 4}}
+    assert (side_limit(sides, "query"), side_limit(sides, "document"), side_limit(sides, "")) == (5, 40, 0)
+    ids = np.array([[2, 7, 3, 0], [2, 7, 8, 3]], dtype=np.int64)
+    out_ids, types, lengths, attention = expand_queries(ids, np.ones_like(ids), np.array([3, 4]),
+                                                        ["query", "document"], sides["expansion"])
+    assert out_ids.tolist() == [[2, 7, 3, 4, 4], [2, 7, 8, 3, 0]] and lengths.tolist() == [5, 4]
+    assert types.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]  # expansion tokens are type 0
+    assert attention.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]
+    mask = {"skiplist_ids": [7], "skiplist_tasks": ["document"]}
+    assert scoring_tokens(out_ids[0, :5], "query", mask).all()  # queries keep all, expansion included
+    assert scoring_tokens(out_ids[1, :4], "document", mask).tolist() == [True, False, True, True]
+    assert scoring_tokens(out_ids[1, :4], "", mask).tolist() == [True, False, True, True]  # no side: a document's
