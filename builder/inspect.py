@@ -13,6 +13,7 @@ from typing import Any
 
 from builder import multi_vector
 from builder.errors import BuildError
+from builder.families import spec_fields
 from trident import heads
 from trident.spec import ModelSpec
 from trident.tasks import TASK_NAMES, task_of
@@ -95,6 +96,7 @@ def inspect_checkpoint(
         id2label={} if row.vectors else _id2label(config),
         sides=sides,
         **_prompts(model_dir),
+        **spec_fields(model_dir),  # what a converted family adds (builder/families)
     )
     return spec
 

@@ -68,7 +68,7 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     tokens = [Tensor(T.INPUT_IDS, (-1,), ragged=True), Tensor(T.TOKEN_TYPE_IDS, (-1,), ragged=True),
               Tensor(T.NUM_TOKENS, ragged=True)]
     spans = [Tensor(T.OFFSETS, (-1, 2), ragged=True), Tensor(T.WORD_IDS, (-1,), ragged=True)] if task.spans else []
-    truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT, T.MAX_TOKENS))
+    truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT, T.MAX_TOKENS, *([T.ADAPTER] if spec.adapters else [])))
     side = optional([T.SIDE] if task.multi_vector else [])  # query / document: lengths, expansion, masks
     text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation, *side]
     timing = [Tensor(T.TOKENIZE_NS)]  # straight out of the ensemble: x-tokenization-time

@@ -71,6 +71,7 @@ class EmbeddingJob(Job):
 
     texts: list[str] | None = None  # prompt already applied
     token_ids: list[list[int]] | None = None  # each non-empty, inside the vocabulary
+    adapter: int = 0  # a model with LoRA adapters (ModelSpec.adapters): index + 1; 0 none
 
     def __len__(self) -> int:
         return len(self.texts if self.texts is not None else self.token_ids)
@@ -89,7 +90,8 @@ class EmbeddingJob(Job):
 
     def tensors(self, start: int, end: int) -> Tensors:
         n = end - start
-        return {**self.inputs(start, end), **self.truncation(n), **self.options(n)}
+        adapter = {T.ADAPTER: column(self.adapter, n, np.int32)} if self.adapter else {}
+        return {**self.inputs(start, end), **self.truncation(n), **self.options(n), **adapter}
 
     def options(self, n: int) -> Tensors:
         raise NotImplementedError

@@ -50,7 +50,8 @@ def embedding_inputs(body: OpenAIEmbeddingRequest | EmbedRequest | EmbedSparseRe
     fields = {"param": param, **body.truncation(settings)}
     if texts is not None:
         texts_sent = sum(map(len, texts))  # before the prompt: x-compute-characters
-        return {**fields, "texts": check.apply_prompt(texts, spec, body.prompt_name), "characters": texts_sent}
+        prompt_name = check.task_prompt_name(spec, getattr(body, "task", None), body.prompt_name)
+        return {**fields, "texts": check.apply_prompt(texts, spec, prompt_name), "characters": texts_sent}
     check.check_token_ids(token_ids, spec.vocab_size, param)
     return {**fields, "token_ids": token_ids}
 
@@ -59,7 +60,8 @@ def embedding_job(body: OpenAIEmbeddingRequest | EmbedRequest, sent: str | list,
                   settings: GatewaySettings, normalize: bool) -> EmbedJob:
     inputs = embedding_inputs(body, sent, param, spec, settings)
     check.check_dimensions(body.dimensions, spec)
-    return EmbedJob(**inputs, normalize=normalize, dimensions=body.dimensions)
+    return EmbedJob(**inputs, normalize=normalize, dimensions=body.dimensions,
+                    adapter=check.adapter_for(spec, body.task, body.prompt_name))
 
 
 class OpenAIEmbeddingRequest(Lenient):
@@ -73,6 +75,7 @@ class OpenAIEmbeddingRequest(Lenient):
     truncate: StrictBool = Field(True, description="Trident extension: cut inputs past the model's maximum")
     truncation_direction: Direction = "right"
     prompt_name: StrictStr | None = None
+    task: StrictStr | None = Field(None, description="Jina's task: the LoRA adapter (and its instruction)")
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
         return embedding_job(self, self.input, "input", spec, settings,
@@ -91,6 +94,7 @@ class EmbedRequest(Lenient):
     normalize: StrictBool = True
     prompt_name: StrictStr | None = None
     dimensions: StrictInt | None = None
+    task: StrictStr | None = Field(None, description="Jina's task: the LoRA adapter (and its instruction)")
     embedding_type: EmbeddingType = Field("float", description="Trident extension: Cohere's embedding types")
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
@@ -216,11 +220,12 @@ class CohereEmbedRequest(Lenient):
 
 
 def rerank_job(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest, documents: list[str], param: str,
-               settings: GatewaySettings, raw_scores: bool, max_tokens: int | None = None) -> ScoreJob:
+               spec: ModelSpec, settings: GatewaySettings, raw_scores: bool, max_tokens: int | None = None) -> ScoreJob:
     check.check_texts([body.query], "query")
     check.check_texts(documents, param)
     check.check_batch(len(documents), settings, param)
-    return ScoreJob(texts=[body.query] * len(documents), pairs=list(documents), param=param,
+    texts, pairs = check.rerank_inputs(spec, body.query, documents, body.instruction)
+    return ScoreJob(texts=texts, pairs=pairs, param=param,
                     **body.truncation(settings), max_tokens=max_tokens, raw_scores=raw_scores,
                     characters=len(body.query) * len(documents) + sum(map(len, documents)))
 
@@ -249,9 +254,10 @@ class RerankRequest(Lenient):
     truncation_direction: Direction = "right"
     raw_scores: StrictBool = False
     return_text: StrictBool = False
+    instruction: StrictStr | None = Field(None, description="LLM rerankers: the task instruction of the prompt")
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
-        return rerank_job(self, self.texts, "texts", settings, self.raw_scores)
+        return rerank_job(self, self.texts, "texts", spec, settings, self.raw_scores)
 
     def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
         return maxsim_jobs(self, self.texts, "texts", spec, settings)
@@ -271,12 +277,13 @@ class CohereRerankRequest(Lenient):
     return_documents: StrictBool = False
     truncate: StrictBool = Field(True, description="Trident extension: cut pairs past the model's maximum")
     truncation_direction: Direction = "right"
+    instruction: StrictStr | None = Field(None, description="LLM rerankers: the task instruction of the prompt")
 
     def document_texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
-        return rerank_job(self, self.document_texts(), "documents", settings, raw_scores=False)
+        return rerank_job(self, self.document_texts(), "documents", spec, settings, raw_scores=False)
 
     def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
         return maxsim_jobs(self, self.document_texts(), "documents", spec, settings)
@@ -291,12 +298,13 @@ class CohereV2RerankRequest(Lenient):
     model: StrictStr | None = None
     top_n: StrictInt | None = Field(None, ge=1, description="Keep the N best documents (default: all)")
     max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
+    instruction: StrictStr | None = Field(None, description="LLM rerankers: the task instruction of the prompt")
 
     def truncation(self, settings: GatewaySettings) -> dict[str, bool]:
         return {"truncate": True, "truncate_left": False}  # Cohere always cuts what does not fit
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
-        return rerank_job(self, self.documents, "documents", settings, raw_scores=False,
+        return rerank_job(self, self.documents, "documents", spec, settings, raw_scores=False,
                           max_tokens=self.max_tokens_per_doc)
 
     def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
@@ -317,6 +325,9 @@ class PredictRequest(Lenient):
         texts, pairs = [text for text, _ in items], [pair for _, pair in items]
         check.check_texts(texts, "inputs")
         check.check_texts(pairs, "inputs")
+        if spec.rerank_prompt and all(pair is not None for pair in pairs):  # an LLM reranker's prompt, default task
+            prompted = [check.rerank_inputs(spec, text, [pair], None) for text, pair in items]
+            texts, pairs = [p[0][0] for p in prompted], [None] * len(items)
         check.check_batch(len(items), settings, "inputs")
         return ScoreJob(texts=texts, pairs=pairs, param="inputs", **self.truncation(settings),
                         raw_scores=self.raw_scores, batched=batched,

@@ -131,6 +131,37 @@ INPUT_TYPE_PROMPTS = {
 }
 
 
+def adapter_for(spec: ModelSpec, task: str | None, prompt_name: str | None) -> int:
+    """The LoRA adapter a request picks (ModelSpec.adapters, index + 1; 0 none): `task` as in Jina's API, or
+    a prompt_name that names an adapter (the model's prompts are named after its tasks)."""
+    if task is None:
+        return spec.adapters.index(prompt_name) + 1 if prompt_name in spec.adapters else 0
+    if task not in spec.adapters:
+        known = ", ".join(spec.adapters) or "none"
+        raise ApiError(ErrorKind.VALIDATION, f"unknown task {task!r}; {spec.name} has task adapters: {known}",
+                       param="task")
+    return spec.adapters.index(task) + 1
+
+
+def task_prompt_name(spec: ModelSpec, task: str | None, prompt_name: str | None) -> str | None:
+    """A task brings its own instruction (the prompt of the same name) unless the request names a prompt."""
+    return prompt_name if prompt_name is not None or task not in spec.prompts else task
+
+
+def rerank_inputs(spec: ModelSpec, query: str, documents: list[str], instruction: str | None
+                  ) -> tuple[list[str], list[str | None]]:
+    """(texts, pairs) for a reranker: (query, document) pairs, or for an LLM reranker its documented prompt
+    around each pair, with the request's instruction or the model's default."""
+    if not spec.rerank_prompt:
+        if instruction is not None:
+            raise ApiError(ErrorKind.VALIDATION, f"{spec.name} takes no instruction (only LLM rerankers do)",
+                           param="instruction")
+        return [query] * len(documents), list(documents)
+    chosen = spec.rerank_prompt["instruction"] if instruction is None else instruction
+    template = spec.rerank_prompt["template"]
+    return [template.format(instruction=chosen, query=query, document=d) for d in documents], [None] * len(documents)
+
+
 def prompt_for_input_type(texts: list[str], spec: ModelSpec, input_type: str | None) -> list[str]:
     """Cohere's `input_type` as the model's own prompt of that kind; a model without one embeds the texts
     as they are (not with its default prompt, which may be the other side's). No input_type: the default."""

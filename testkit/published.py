@@ -542,3 +542,35 @@ def jina_v3_published_weights(native: Weights, seed: int) -> Weights:
     parametrized("pooler.dense", 0.2 * torch.randn(32, 32, generator=generator))  # published, never used to embed
     out["roberta.pooler.dense.bias"] = torch.zeros(32)
     return out
+
+
+# Qwen3-Reranker's model card: its prompt around "<Instruct>: ...\n<Query>: ...\n<Document>: ..." and its default
+# instruction, as the card's `format_instruction` / `process_inputs` write them (for the tests' reference).
+QWEN3_RERANKER_CARD_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+    'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n')
+QWEN3_RERANKER_CARD_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+QWEN3_RERANKER_CARD_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def qwen3_reranker_card_scores(folder: Path, query: str, documents: list[str], instruction: str | None = None
+                               ) -> tuple[list[float], list[float]]:
+    """The model card's recipe, each pair alone: (yes probabilities, yes - no logits) at the last token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+    prefix = tokenizer.encode(QWEN3_RERANKER_CARD_PREFIX, add_special_tokens=False)
+    suffix = tokenizer.encode(QWEN3_RERANKER_CARD_SUFFIX, add_special_tokens=False)
+    probabilities, log_odds = [], []
+    with torch.inference_mode():
+        for document in documents:
+            middle = (f"<Instruct>: {instruction or QWEN3_RERANKER_CARD_INSTRUCTION}\n<Query>: {query}\n"
+                      f"<Document>: {document}")
+            ids = prefix + tokenizer(middle)["input_ids"] + suffix
+            last = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            pair = torch.stack([last[no], last[yes]])
+            probabilities.append(float(torch.softmax(pair, dim=0)[1]))
+            log_odds.append(float(pair[1] - pair[0]))
+    return probabilities, log_odds

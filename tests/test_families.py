@@ -55,16 +55,16 @@ MAKERS: dict[str, Callable[[Path], pub.PublishedModel | Path]] = {
     "embeddinggemma": lambda root: pub.make_embedding_gemma(root, seed=3),
     "nomic-v1.5": lambda root: pub.make_nomic(root, seed=4),
     "nomic-ntk": lambda root: pub.make_nomic(root, seed=5, rotary_scaling_factor=2.0),
-    "nomic-native-config": lambda root: pub.make_nomic(root, seed=6, native_config_only=True),
     "gte-en": lambda root: pub.make_gte(root, seed=7),
     "gte-reranker": lambda root: pub.make_gte(root, seed=8, reranker=True),
     "jina-v2": lambda root: pub.make_jina_v2(root, seed=9),
     "jina-v2-code": lambda root: pub.make_jina_v2(root, seed=10, qk_post_norm=True),
     "jina-reranker-v1": lambda root: pub.make_jina_v2(root, seed=11, reranker=True),
     "jina-v3": lambda root: pub.make_jina_v3(root, seed=12),
+    "qwen3-reranker": lambda root: pub.make_qwen3_reranker(root, seed=13),
 }
 # Past 2,048 tokens (every word of it is one token of the tiny vocabularies): beyond Nomic's trained length.
-LONG_TEXT = "the quick brown fox jumps over the lazy dog near london and paris " * 180
+LONG_TEXT = "the quick brown fox jumps over the lazy dog near london and paris " * 160
 QUERY = "what is the capital of france?"
 
 
@@ -249,7 +249,7 @@ def encoder_reference(native: Path, texts: list[str], *, pooling: str = "mean",
     return normalized(np.stack(rows))
 
 
-@pytest.mark.parametrize("name", ["nomic-v1.5", "nomic-ntk", "nomic-native-config"])
+@pytest.mark.parametrize("name", ["nomic-v1.5", "nomic-ntk"])
 def test_nomic_matches_the_native_class(family_stack, models, name):
     """Short texts and one past 2,048 tokens; with rotary_scaling_factor (dynamic NTK) the long one gets its own
     base, as transformers' `dynamic` rope gives it alone, even inside a batch of short ones."""
@@ -315,6 +315,21 @@ def test_gte_reranker_matches_the_native_class(family_stack, models):
         logits = [model(**tokenizer(QUERY, text, truncation=True, max_length=8192, return_tensors="pt")).logits[0, 0]
                   for text in TEXTS]
     check_scores(family_stack, "gte-reranker", TEXTS, np.array(logits), raw_scores=True)
+
+
+def test_nomic_in_the_native_layout_needs_no_conversion(tmp_path):
+    """The converted layout (native config keys over the original weight names) is transformers' own to load:
+    no family claims it, and transformers renames its weights into exactly the reference model."""
+    from builder.families import Published, recognise
+    from builder.families.staging import read_config
+
+    made = pub.make_nomic(tmp_path, native_config_only=True)
+    assert recognise(Published(made.published, read_config(made.published))) is None
+    reference = AutoModel.from_pretrained(made.native).eval()
+    loaded = AutoModel.from_pretrained(made.published).eval()
+    ids = torch.randint(5, 200, (1, 40))
+    with torch.inference_mode():
+        assert torch.equal(reference(input_ids=ids)[0], loaded(input_ids=ids)[0])
 
 
 @pytest.mark.parametrize(("maker", "auto_class"), [
@@ -493,6 +508,79 @@ def test_jina_v3_engine_runs_every_adapter(repositories, models):
         reference = jina_v3_reference(made, [texts[i]], task, instruction=False)
         assert_embeddings_close(f"jina-v3 engine adapter {task}", served[i:i + 1], reference)
     assert float(np.abs(served[1] - jina_v3_reference(made, [texts[1]], None)).max()) > 1e-2, "adapters must count"
+
+
+def test_jina_v3_task_picks_the_adapter(family_stack, models):
+    """`task` (Jina's API) picks the adapter and its instruction; a prompt_name naming a task does the same;
+    neither: the base weights."""
+    made = models["jina-v3"]
+    for task in ("retrieval.query", "retrieval.passage", "text-matching"):
+        reference = jina_v3_reference(made, TEXTS, task)
+        check_embeddings(family_stack, "jina-v3", TEXTS, reference, task=task)
+        assert_embeddings_close(f"jina-v3 prompt_name={task}", embed(family_stack, "jina-v3", TEXTS, prompt_name=task),
+                                reference)
+    check_embeddings(family_stack, "jina-v3", TEXTS[:3], jina_v3_reference(made, TEXTS[:3], None))
+    refused = httpx.post(f"{family_stack.base_url}/v1/embeddings",
+                         json={"input": "hi", "model": "jina-v3", "task": "summarization"})
+    assert refused.status_code == 422 and "retrieval.query" in refused.text
+
+
+# --- LLM rerankers: Qwen3-Reranker as published ---
+
+
+def test_qwen3_reranker_scores_as_its_model_card(family_stack, models):
+    """yes / no at the last token of the card's prompt: probabilities by default, log-odds with raw_scores,
+    the request's instruction in the prompt when given; /v1/rerank's relevance_score is the probability."""
+    folder = models["qwen3-reranker"]
+    probabilities, log_odds = pub.qwen3_reranker_card_scores(folder, QUERY, TEXTS)
+    check_scores(family_stack, "qwen3-reranker", TEXTS, np.array(probabilities))
+    check_scores(family_stack, "qwen3-reranker", TEXTS, np.array(log_odds), raw_scores=True)
+    instruction = "Given a question, find the passage that names a city"
+    custom, _ = pub.qwen3_reranker_card_scores(folder, QUERY, TEXTS, instruction)
+    check_scores(family_stack, "qwen3-reranker", TEXTS, np.array(custom), instruction=instruction)
+    assert float(np.abs(np.array(custom) - probabilities).max()) > 1e-4, "the instruction must count"
+    answer = post(family_stack, "/v1/rerank", {"query": QUERY, "documents": TEXTS, "model": "qwen3-reranker"})
+    cohere = np.array([r["relevance_score"] for r in sorted(answer["results"], key=lambda r: r["index"])])
+    assert float(np.abs(cohere - probabilities).max()) <= TOLERANCE
+
+
+def test_qwen3_reranker_engine_computes_one_row(repositories):
+    """The engine's only vocabulary-sized weight is the embedding table it gathers from: the LM head is gone,
+    its "yes" and "no" rows folded into one score row."""
+    import onnx
+
+    folder = repositories["qwen3-reranker"]
+    manifest = json.loads((folder / "qwen3-reranker" / "manifest.json").read_text())
+    graph = onnx.load(str(folder / "qwen3-reranker_engine" / "1" / "model.onnx")).graph
+    vocabulary_sized = [i.name for i in graph.initializer if manifest["vocab_size"] in i.dims]
+    assert len(manifest["id2label"]) == 1
+    assert len(vocabulary_sized) == 1, vocabulary_sized
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 1
+
+
+def test_instruction_is_refused_by_other_rerankers(family_stack):
+    answer = httpx.post(f"{family_stack.base_url}/rerank",
+                        json={"query": QUERY, "texts": ["a"], "model": "gte-reranker", "instruction": "x"})
+    assert answer.status_code == 422 and "instruction" in answer.text
+
+
+def test_causal_lm_is_a_reranker_only_when_it_says_so(tmp_path):
+    """A *ForCausalLM is an LLM reranker by its folder's name (or the hub cache's), its _name_or_path, or
+    --task reranker; otherwise it is left alone."""
+    from builder.families import Published, llm_reranker
+    from builder.families.staging import read_config
+
+    folder = pub.make_qwen3_reranker(tmp_path)
+    config = read_config(folder)
+    assert llm_reranker.matches(Published(folder, config))
+    assert llm_reranker.matches(Published(folder, config, task="embedding")) is False
+    snapshot = tmp_path / "models--Qwen--Qwen3-Reranker-0.6B" / "snapshots" / "0123abc"
+    snapshot.parent.mkdir(parents=True)
+    assert llm_reranker.matches(Published(folder.rename(snapshot), config))
+    plain = snapshot.rename(tmp_path / "Qwen3-0.6B-tiny")
+    assert not llm_reranker.matches(Published(plain, config))
+    assert llm_reranker.matches(Published(plain, {**config, "_name_or_path": "Qwen/Qwen3-Reranker-4B"}))
+    assert llm_reranker.matches(Published(plain, config, task="reranker"))
 
 
 # --- families Trident does not implement ---

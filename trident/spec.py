@@ -42,6 +42,11 @@ class ModelSpec:
     id2label: dict[str, str] = field(default_factory=dict)
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    # An LLM reranker's prompt (builder/families/llm_reranker.py): `template` with {instruction}, {query} and
+    # {document}, and the default `instruction`; the fixed text around it is in the tokenizer.
+    rerank_prompt: dict[str, str] = field(default_factory=dict)
+    # LoRA task adapters run by the one engine (jina-embeddings-v3): ADAPTER i + 1 is adapters[i], 0 none.
+    adapters: list[str] = field(default_factory=list)
     default_route: str = ""
     max_num_tokens: int = 16384
     quantization: str = "no_quant"

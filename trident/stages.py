@@ -65,6 +65,7 @@ class PerRequestStage:
 
 class TokenizerStage(PerRequestStage):
     def __init__(self, spec: ModelSpec, files: Path) -> None:
+        super().__init__(spec, files)
         self.tokenizer = TextTokenizer(files / "tokenizer.json", spec.max_length, spec.pad_token_id)
         self.with_spans = spec.task_row.spans  # NER maps tokens back to words and characters
         self.multi_vector = spec.task_row.multi_vector  # each SIDE tokenized its own way
@@ -98,6 +99,10 @@ class TokenizerStage(PerRequestStage):
         }
         if self.with_spans:
             result[T.OFFSETS], result[T.WORD_IDS] = batch.spans()
+        if (adapters := adapter_rows(request, self.spec)) is not None:
+            if isinstance(adapters, StageError):
+                return adapters
+            result[T.TOKEN_TYPE_IDS][:] = adapters
         if self.multi_vector:
             ids, types, lengths, attention = multi_vector.expand_queries(
                 batch.input_ids, batch.token_type_ids, batch.lengths, sides, self.sides.get("expansion"))
@@ -125,9 +130,26 @@ class IdsStage(PerRequestStage):
                 return InputTooLongError(i, len(ids), limit)
             kept.append(keep_tokens(ids, limit, left[i]))
         input_ids, _ = pad(kept, self.spec.pad_token_id, "right")
-        return {T.INPUT_IDS: input_ids, T.TOKEN_TYPE_IDS: np.zeros_like(input_ids),
+        adapters = adapter_rows(request, self.spec)
+        if isinstance(adapters, StageError):
+            return adapters
+        types = np.zeros_like(input_ids) if adapters is None else np.zeros_like(input_ids) + adapters
+        return {T.INPUT_IDS: input_ids, T.TOKEN_TYPE_IDS: types,
                 T.NUM_TOKENS: np.array([len(ids) for ids in kept], dtype=np.int32).reshape(-1, 1),
                 T.TOKENIZE_NS: spread_ns(started, n)}
+
+
+def adapter_rows(request: Request, spec: ModelSpec) -> np.ndarray | StageError | None:
+    """ADAPTER as a column of token types ([n, 1]): a model with LoRA adapters reads each input's adapter
+    from its token type ids (trident/models/jina_v3.py). None when the request names none."""
+    values = request.get(T.ADAPTER)
+    if values is None:
+        return None
+    adapters = values.reshape(-1, 1).astype(np.int64)
+    if adapters.min() < 0 or adapters.max() > len(spec.adapters):
+        return StageError(StageErrorKind.INVALID_INPUT,
+                          f"ADAPTER must be between 0 and {len(spec.adapters)}, got {int(adapters.max())}")
+    return adapters
 
 
 def sent_length(row: np.ndarray) -> int:

@@ -7,6 +7,8 @@ TRUNCATE = "TRUNCATE"  # TYPE_BOOL, default true: cut inputs longer than the mod
 TRUNCATE_LEFT = "TRUNCATE_LEFT"  # TYPE_BOOL, default false: cut from the start instead of the end
 NORMALIZE = "NORMALIZE"  # TYPE_BOOL, default: the model's own (sentence-transformers Normalize)
 DIMENSIONS = "DIMENSIONS"  # TYPE_INT32, default 0 = all: Matryoshka truncation before normalizing
+# TYPE_INT32, default 0 = none: the LoRA adapter of a model that has them (ModelSpec.adapters), index + 1
+ADAPTER = "ADAPTER"
 MAX_TOKENS = "MAX_TOKENS"  # TYPE_INT32, default 0 = the model's maximum: a lower cap per input (per document of a pair)
 
 # The ids ensemble's input (`<model>_ids`, trident.tasks.ids_model), in place of TEXT.
@@ -58,6 +60,6 @@ TYPES = {
     POOLED: "TYPE_FP32", TOKEN_EMBEDDINGS: "TYPE_FP32", EMBEDDINGS: "TYPE_FP32", RAW_SCORES: "TYPE_BOOL",
     AGGREGATION_STRATEGY: "TYPE_STRING",
     OFFSETS: "TYPE_INT32", WORD_IDS: "TYPE_INT32", LOGITS: "TYPE_FP32", SCORES: "TYPE_FP32", RESULT: "TYPE_STRING",
-    TOP_K: "TYPE_INT32", SPARSE_INDICES: "TYPE_INT32", SPARSE_VALUES: "TYPE_FP32",
+    ADAPTER: "TYPE_INT32", TOP_K: "TYPE_INT32", SPARSE_INDICES: "TYPE_INT32", SPARSE_VALUES: "TYPE_FP32",
     SIDE: "TYPE_STRING", ATTENTION_MASK: "TYPE_INT32", VECTORS: "TYPE_FP32", NUM_VECTORS: "TYPE_INT32",
 }

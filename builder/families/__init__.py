@@ -13,6 +13,7 @@ shipped with them is still refused without --trust-remote-code.
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from typing import Any
 from builder.families.staging import read_config
 
 Progress = Callable[[str], None]
+# Written into a converted folder: the ModelSpec fields its family adds (an LLM reranker's prompt, the LoRA
+# adapters), which the builder's inspection reads (`spec_fields`).
+SPEC_FILE = "trident_spec.json"
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,9 @@ class Family:
 
 
 def families() -> tuple[Family, ...]:
-    from builder.families import bidirectional, gte, jina_bert, jina_v3, nomic
+    from builder.families import bidirectional, gte, jina_bert, jina_v3, llm_reranker, nomic
 
-    return (bidirectional.FAMILY, nomic.FAMILY, gte.FAMILY, jina_bert.FAMILY, jina_v3.FAMILY)
+    return (bidirectional.FAMILY, nomic.FAMILY, gte.FAMILY, jina_bert.FAMILY, jina_v3.FAMILY, llm_reranker.FAMILY)
 
 
 def recognise(published: Published) -> Family | None:
@@ -64,3 +68,13 @@ def native_checkpoint(model_dir: Path, task: str | None, workdir: Path, progress
         progress(f"{model_dir.name} is {family.name} in its published layout: converting it to {family.native}")
         family.convert(published, Path(staging))
         yield Path(staging)
+
+
+def write_spec_fields(folder: Path, fields: dict[str, Any]) -> None:
+    (folder / SPEC_FILE).write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+
+
+def spec_fields(model_dir: Path) -> dict[str, Any]:
+    """The ModelSpec fields a converted folder's family wrote; none for any other checkpoint."""
+    path = model_dir / SPEC_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from builder.errors import BuildError
-from builder.families import Family, Published
+from builder.families import Family, Published, write_spec_fields
 from builder.families.staging import Weights, check_names, copy_side_files, read_weights, write_config, write_weights
 
 PARAMETRIZED = re.compile(r"^(?P<module>.+)\.parametrizations\.weight\.(?P<part>original|0\.lora_A|0\.lora_B)$")
@@ -115,6 +115,7 @@ def convert(published: Published, dest: Path) -> None:
     write_weights(dest, weights)
     _declare_token_types(dest)
     _task_prompts(dest, published.config.get("task_instructions") or {})
+    write_spec_fields(dest, {"adapters": config["adapters"]})
 
 
 FAMILY = Family("jina-embeddings-v3 (xlm-roberta with rotary and LoRA adapters)",
