@@ -81,7 +81,7 @@ def test_build_writes_a_complete_repository(tmp_path):
     result = build(BuildOptions(model=str(make_tiny_bert(tmp_path / "m")), out=out, name="tiny"),
                    progress=lambda _: None)
     assert sorted(p.name for p in out.iterdir()) == [
-        "tiny", "tiny_engine", "tiny_ids", "tiny_ids_input", "tiny_postprocess", "tiny_tokenizer"]
+        "tiny", "tiny_engine", "tiny_ids", "tiny_ids_input", "tiny_postprocess", "tiny_tokenizer", "tiny_tokens"]
     manifest = ModelSpec.load(out / "tiny" / "manifest.json")
     assert manifest == result.spec and manifest.content_hash and manifest.builder_version
     assert manifest.parity["max_abs_diff"] <= 1e-4
@@ -89,9 +89,10 @@ def test_build_writes_a_complete_repository(tmp_path):
         config = read_config(out / model)
         assert config.backend == "python" and config.max_batch_size and config.HasField("dynamic_batching")
         assert ModelSpec.from_json(config.parameters[MANIFEST_PARAMETER].string_value) == manifest
-    for ensemble in ("tiny", "tiny_ids"):
+    for ensemble in ("tiny", "tiny_ids", "tiny_tokens"):
         assert read_config(out / ensemble).platform == "ensemble" and (out / ensemble / "1").is_dir()
-    assert MANIFEST_PARAMETER not in read_config(out / "tiny_ids").parameters  # discovered once, as `tiny`
+    for ensemble in ("tiny_ids", "tiny_tokens"):  # discovered once, as `tiny`
+        assert MANIFEST_PARAMETER not in read_config(out / ensemble).parameters
 
 
 def read_config(folder: Path):
