@@ -583,6 +583,49 @@ def test_causal_lm_is_a_reranker_only_when_it_says_so(tmp_path):
     assert llm_reranker.matches(Published(plain, config, task="reranker"))
 
 
+# --- the torch engine (--engine torch) on the converted folders, CPU float32 ---
+
+
+def torch_engine(made: pub.PublishedModel | Path, work: Path, attention: str = "padded"):
+    from builder.families import native_checkpoint
+    from builder.inspect import inspect_checkpoint
+    from trident.torch_engine.engine import EngineOptions, TorchEngine
+
+    with native_checkpoint(published_folder(made), None, work, lambda _: None) as folder:
+        spec = inspect_checkpoint(folder, "m")
+        return TorchEngine.load(folder, spec, device="cpu", options=EngineOptions(attention=attention)), spec
+
+
+@pytest.mark.parametrize("attention", ["padded", "varlen"])
+def test_torch_engine_bidirectional_llama(models, tmp_path, attention):
+    """Varlen attention reads the config's is_causal: packed sequences see each other's every token."""
+    made = models["llama-bidirec"]
+    engine, _ = torch_engine(made, tmp_path, attention)
+    tokenizer = AutoTokenizer.from_pretrained(made.native)
+    ids = [np.array(tokenizer(t, truncation=True, max_length=MAX_LENGTH)["input_ids"]) for t in TEXTS]
+    assert_embeddings_close(f"llama-bidirec torch engine {attention}", normalized(np.stack(engine.run(ids))),
+                            bidirectional_reference(made.native, TEXTS))
+
+
+def test_torch_engine_trident_models(models, tmp_path):
+    """Trident's own classes load and run in the torch engine: Jina-BERT v2 and jina-embeddings-v3 (an adapter
+    picked per input through the token types)."""
+    engine, _ = torch_engine(models["jina-v2"], tmp_path / "v2")
+    tokenizer = AutoTokenizer.from_pretrained(models["jina-v2"])
+    ids = [tokenizer(t, truncation=True, max_length=8192)["input_ids"] for t in TEXTS]
+    with torch.inference_mode():
+        reference = normalized(np.stack([jina_v2_hidden(models["jina-v2"], row).mean(0).numpy() for row in ids]))
+    assert_embeddings_close("jina-v2 torch engine", normalized(np.stack(engine.run([np.array(r) for r in ids]))),
+                            reference)
+    made = models["jina-v3"]
+    engine, _ = torch_engine(made, tmp_path / "v3")
+    rows = [np.array(AutoTokenizer.from_pretrained(made.native)(t)["input_ids"]) for t in TEXTS[:4]]
+    query = 1 + pub.JINA_V3_TASKS.index("retrieval.query")
+    served = normalized(np.stack(engine.run(rows, [np.full_like(row, query) for row in rows])))
+    assert_embeddings_close("jina-v3 torch engine", served,
+                            jina_v3_reference(made, TEXTS[:4], "retrieval.query", instruction=False))
+
+
 # --- families Trident does not implement ---
 
 
