@@ -55,6 +55,7 @@ class Info(BaseModel):
     auto_truncate: bool
     prompts: dict[str, str]
     default_route: str
+    routes: list[str]  # the inference routes this model answers
     quantization_ranges: list[list[float]] | None  # int8 / uint8: [[min per dimension], [max per dimension]]
     version: str
     engine: str
@@ -96,7 +97,8 @@ async def info(request: Request, model: str | None = None) -> Response:
         "max_concurrent_requests": settings.max_concurrent_requests,
         "max_payload_bytes": settings.max_payload_bytes, "request_timeout_s": settings.request_timeout_s,
         "auto_truncate": settings.auto_truncate, "prompts": spec.prompts,
-        "default_route": spec.default_route, "quantization_ranges": spec.quantization_ranges or None,
+        "default_route": spec.default_route, "routes": list(spec.task_row.routes),
+        "quantization_ranges": spec.quantization_ranges or None,
         "version": __version__, "engine": spec.engine,
         "models": sorted(gateway.registry.models),
     })

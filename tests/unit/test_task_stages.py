@@ -1,5 +1,6 @@
 """The plain-Python pieces behind /rerank, /predict and /predict_tokens, without Triton: TEI's score rule,
-TEI's /predict input shapes, sub-request planning, the tokenizer's spans for NER, and model picking."""
+TEI's /predict input shapes, sub-request planning, the tokenizer's spans for NER, and model picking; and
+those behind /embed_all, /embed_sparse and multi-vector models (engine outputs, sparse entries, sides)."""
 
 from __future__ import annotations
 
