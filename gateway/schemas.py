@@ -325,9 +325,9 @@ class PredictRequest(Lenient):
         texts, pairs = [text for text, _ in items], [pair for _, pair in items]
         check.check_texts(texts, "inputs")
         check.check_texts(pairs, "inputs")
-        if spec.rerank_prompt and all(pair is not None for pair in pairs):  # an LLM reranker's prompt, default task
-            prompted = [check.rerank_inputs(spec, text, [pair], None) for text, pair in items]
-            texts, pairs = [p[0][0] for p in prompted], [None] * len(items)
+        if spec.rerank_prompt and None not in pairs:  # an LLM reranker scores its prompt, with the default task
+            texts = [check.rerank_inputs(spec, text, [pair], None)[0][0] for text, pair in items]
+            pairs = [None] * len(items)
         check.check_batch(len(items), settings, "inputs")
         return ScoreJob(texts=texts, pairs=pairs, param="inputs", **self.truncation(settings),
                         raw_scores=self.raw_scores, batched=batched,

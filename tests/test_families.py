@@ -542,6 +542,9 @@ def test_qwen3_reranker_scores_as_its_model_card(family_stack, models):
     answer = post(family_stack, "/v1/rerank", {"query": QUERY, "documents": TEXTS, "model": "qwen3-reranker"})
     cohere = np.array([r["relevance_score"] for r in sorted(answer["results"], key=lambda r: r["index"])])
     assert float(np.abs(cohere - probabilities).max()) <= TOLERANCE
+    predicted = post(family_stack, "/predict", {"inputs": [[QUERY, text] for text in TEXTS[:3]],
+                                                "model": "qwen3-reranker"})
+    assert float(np.abs(np.array([row[0]["score"] for row in predicted]) - probabilities[:3]).max()) <= TOLERANCE
 
 
 def test_qwen3_reranker_engine_computes_one_row(repositories):
