@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 # Trident images (every base pinned by tag). Targets:
 #   gateway - the HTTP gateway alone, talking gRPC to Triton elsewhere: slim, non-root, no engine libs
-#   triton  - NGC Triton with what Trident's Python-backend models import
-#   builder - NGC Triton image too (CUDA, TensorRT), plus torch: checkpoint -> model repository, one-shot
+#   triton  - NGC Triton with what Trident's Python-backend models import, for every engine: onnxruntime,
+#             torch (CUDA torch + transformers, run inside the Python backend) and tensorrt (the image's own)
+#   builder - the triton image plus the build tools and TensorRT's builder: checkpoint -> model repository,
+#             one-shot, for --engine torch and --engine tensorrt
 #   cpu     - all in one, no GPU: `trident serve` = the tritonserver bundled in nvidia-pytriton + the gateway
 # NOT BUILT where this was written (no Docker engine there); see README "Deploy".
 ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
@@ -37,11 +39,20 @@ FROM ${TRITON_IMAGE} AS triton
 WORKDIR /opt/trident
 COPY --from=source /src /opt/trident
 # The Python backend imports trident.stages; numpy < 2 for the backend stub (pinned in constraints).
-RUN pip install --no-cache-dir -c constraints.txt .
+# `--engine torch` runs inside that stub: CUDA torch (the package index's default torch 2.13.0 is the CUDA 13
+# build, which brings its own CUDA libraries and needs an NVIDIA driver >= 580 on the host) and transformers
+# with safetensors, at the versions the builder checked the engine with (constraints.txt).
+RUN pip install --no-cache-dir torch==2.13.0 \
+ && pip install --no-cache-dir -c constraints.txt . transformers safetensors \
+ && python3 -c "import torch, transformers, trident.torch_engine.engine"
 
-# The engine is built where it will run: CUDA and TensorRT come with the NGC image (`--engine tensorrt`).
+# Engines are built where they run (a TensorRT plan is specific to its GPU and TensorRT version): the triton
+# image (CUDA torch for `--engine torch`) plus the build tools and TensorRT's Python builder at the 24.10
+# image's TensorRT, 10.5.0, so the plans it writes load in that Triton (`--engine tensorrt`).
 FROM triton AS builder
-RUN pip install --no-cache-dir torch==2.13.0 && pip install --no-cache-dir -c constraints.txt ".[build]"
+RUN pip install --no-cache-dir -c constraints.txt ".[build]" \
+ && pip install --no-cache-dir tensorrt-cu12==10.5.0 tensorrt-cu12-libs==10.5.0 tensorrt-cu12-bindings==10.5.0 \
+ && python3 -c "import tensorrt, torch, sentence_transformers"
 ENTRYPOINT ["trident", "build"]
 
 # No GPU: the same Triton + gateway in one container, CPU engines (onnxruntime). The default model

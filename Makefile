@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install serve test test-fast fuzz soak lint bench loadtest peers clean
+.PHONY: install serve test test-fast fuzz soak lint bench loadtest peers clean gpu-pack gpu-dry-run
 
 install: $(STAMP)
 
@@ -58,6 +58,13 @@ fuzz: $(STAMP)
 # SIGTERM drain; prints requests sent, errors by kind, wrong answers, peak RSS and recovery times as JSON.
 soak: $(STAMP)
 	$(BIN)/python -m soak.run $(SOAK_ARGS)
+
+# First light on a GPU (README): the folder a bare GPU machine needs (< 64 MiB, PyPI needed here, ~5 minutes),
+# and the same run on this CPU at toy sizes. On the GPU machine: bash bench/gpu_first_light.sh
+gpu-pack: $(STAMP)
+	$(BIN)/python bench/first_light.py pack
+gpu-dry-run: $(STAMP)
+	bash bench/gpu_first_light.sh --dry-run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cuda-graphs", action="store_true")
     parser.add_argument("--layers-8b", type=int, help="fewer layers for the 8B-size model (same widths)")
     parser.add_argument("--sections", default="bert,fp8_real,qwen3_8b", help="which sections to run, in order")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON here, after every section (a run killed "
+                                                       "at its time limit keeps the sections it finished)")
     args = parser.parse_args(argv)
     if args.prepare_minilm:
         print(json.dumps({"prepared": str(prepare_minilm())}))
@@ -381,8 +383,15 @@ def main(argv: list[str] | None = None) -> int:
                             cuda_graphs=args.cuda_graphs)
     wanted = set(args.sections.split(","))
     bert = real = big = None
+
+    def save() -> None:
+        if args.json_out:
+            args.json_out.write_text(json.dumps(result, indent=1, default=float))
+
+    save()
     if "bert" in wanted:
         bert = section(result, "bert", budget, 20, lambda: bench_bert(device, size["bert"], options, budget))
+        save()
     model_dir = minilm_dir(args.minilm, args.smoke)
     if "fp8_real" not in wanted:
         pass
@@ -391,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                                          f"and carry {MINILM_ASSET.relative_to(ROOT)}"}
     else:
         real = section(result, "fp8_real", budget, 10, lambda: bench_fp8_real(device, model_dir, fp8_kernel))
+    save()
     if "qwen3_8b" in wanted:
         big = section(result, "qwen3_8b", budget, 90,
                       lambda: bench_8b(device, size["8b"], options, budget, fp8_kernel))
@@ -402,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         short_seq_ratio=min((r["short_ratio"] for r in (bert, big) if r), default=None),
         seconds=round(args.budget_s - budget.left(), 1),
     )
+    save()
     print(json.dumps(result, indent=1, default=float))
     return 0
 
