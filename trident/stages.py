@@ -200,11 +200,9 @@ class EngineStage:
             attention += [np.ones(length, dtype=np.int64) if masks is None else masks[row, :length].astype(np.int64)
                           for row, length in enumerate(lengths)]
             counts.append(len(lengths))
-        types = types if self.spec.uses_token_type_ids else None
-        if any(request.get(T.ATTENTION_MASK) is not None for request in requests):
-            rows = self.engine.run(sequences, types, output, attention)
-        else:
-            rows = self.engine.run(sequences, types, output)
+        masked = any(request.get(T.ATTENTION_MASK) is not None for request in requests)
+        rows = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None, output,
+                               attention if masked else None)
         results: list[Result] = []
         start = 0
         for count in counts:

@@ -222,11 +222,8 @@ class TorchEngine:
         results: list[np.ndarray | None] = [None] * len(ids)
         with torch.inference_mode():
             for group in groups:
-                group_types = None if types is None else [types[i] for i in group]
-                if attention is None:
-                    outputs = forward([ids[i] for i in group], group_types, output)
-                else:
-                    outputs = forward([ids[i] for i in group], group_types, output, [attention[i] for i in group])
+                outputs = forward([ids[i] for i in group], None if types is None else [types[i] for i in group],
+                                  output, None if attention is None else [attention[i] for i in group])
                 for index, row in zip(group, outputs, strict=True):
                     results[index] = row
         return [r for r in results if r is not None]
@@ -237,7 +234,9 @@ class TorchEngine:
             return None
         return types if types is not None else [np.zeros_like(s) for s in ids]
 
-    def _run_packed(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str) -> list[np.ndarray]:
+    def _run_packed(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str,
+                    attention: None = None) -> list[np.ndarray]:
+        """`attention` must be None: run() sends masked batches to the padded path."""
         batch = pack(ids, self._type_ids(types, ids), position_offset=self.position_offset, pad_id=self.pad_id,
                      static_shapes=self.options.cuda_graphs).to(self.device)
         extra = {} if batch.token_type_ids is None else {"token_type_ids": batch.token_type_ids.unsqueeze(0)}
