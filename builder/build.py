@@ -213,9 +213,9 @@ def summary(result: BuildResult) -> str:
         detail = (f": {', '.join(int8['int8_groups'])} MatMuls, min cosine {int8['min_cosine']:.5f} to float32"
                   if int8 else "")
         lines.append(f"  quantized   {spec.quantization}{detail}")
-    if spec.task_row.pools:
+    if spec.task_row.vectors:
         modules = " -> ".join(module["type"] for module in spec.head)
-        lines.append(f"  embedding   dim {spec.dim}, head {modules} (pooling {spec.pooling})")
+        lines.append(f"  {spec.task:<11} dim {spec.dim}, head {modules} (pooling {spec.pooling})")
     else:
         lines.append(f"  labels      {', '.join(spec.labels())}")
     if spec.prompts:
