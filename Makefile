@@ -59,7 +59,7 @@ fuzz: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m soak.run $(SOAK_ARGS)
 
-# First light on a GPU (README): the folder a bare GPU machine needs (< 64 MiB, PyPI needed here, ~5 minutes),
+# First light on a GPU (README): the folder a bare GPU machine needs (< 64 MiB, PyPI needed here, ~3 minutes),
 # and the same run on this CPU at toy sizes. On the GPU machine: bash bench/gpu_first_light.sh
 gpu-pack: $(STAMP)
 	$(BIN)/python bench/first_light.py pack

@@ -540,7 +540,7 @@ def left_out_summary(wheels: list[dict[str, Any]], stub: dict[str, Any], bf16: b
 
 # Seconds each phase may take at most (GPU run). The stack's phases also stop early enough to leave
 # GPU_BENCH_RESERVE_S for bench/gpu.py; the whole run ends by --deadline-s.
-CAPS = {"setup": 75, "stub_env": 40, "checkpoints": 40, "build": 150, "serve": 120, "check": 120, "http": 90,
+CAPS = {"setup": 75, "stub_env": 40, "checkpoints": 40, "build": 150, "serve": 120, "check": 150, "http": 100,
         "stop": 25}
 GPU_BENCH_RESERVE_S = 200
 TEXTS = [
