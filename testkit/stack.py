@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from cli import procfs
 
@@ -107,3 +108,16 @@ class Stack:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def post(stack: Stack, path: str, body: object) -> object:
+    """POST JSON to a running stack; the answer must be 200 (else the assertion shows the body)."""
+    response = httpx.post(f"{stack.base_url}{path}", json=body, timeout=120)
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}"
+    return response.json()
+
+
+def embed(stack: Stack, model: str, texts: list[str], **extra: object) -> np.ndarray:
+    """`/v1/embeddings` of `texts` from `model`, as a float32 [n, dim] array."""
+    answer = post(stack, "/v1/embeddings", {"input": texts, "model": model, **extra})
+    return np.array([item["embedding"] for item in answer["data"]], dtype=np.float32)

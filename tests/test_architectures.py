@@ -33,7 +33,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 from builder.build import BuildOptions, build
 from builder.errors import BuildError
 from testkit.factories import QWEN3_QUERY_PROMPT, make_tiny_bert, make_tiny_model
-from testkit.stack import Stack
+from testkit.stack import Stack, embed, post
 
 TOLERANCE = 1e-4  # against the reference
 MIN_COSINE = 0.9999
@@ -186,17 +186,6 @@ def arch_stack(repositories: dict[str, Path], tmp_path_factory: pytest.TempPathF
     server.stop()
     if BIGGEST:
         print("\nlargest differences:\n" + "\n".join(f"  {k}: {v:.2e}" for k, v in sorted(BIGGEST.items())))
-
-
-def post(stack: Stack, path: str, body: object) -> object:
-    response = httpx.post(f"{stack.base_url}{path}", json=body, timeout=120)
-    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}"
-    return response.json()
-
-
-def embed(stack: Stack, model: str, texts: list[str], **extra: object) -> np.ndarray:
-    answer = post(stack, "/v1/embeddings", {"input": texts, "model": model, **extra})
-    return np.array([item["embedding"] for item in answer["data"]], dtype=np.float32)
 
 
 def assert_close_to_reference(name: str, served: np.ndarray, reference: np.ndarray) -> None:

@@ -30,7 +30,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from builder.errors import BuildError
 from testkit import published as pub
-from testkit.stack import Stack
+from testkit.stack import Stack, embed, post
 
 TOLERANCE = 1e-4
 MIN_COSINE = 0.9999
@@ -111,17 +111,6 @@ def family_stack(repositories: dict[str, Path], tmp_path_factory: pytest.TempPat
     server.stop()
     if BIGGEST:
         print("\nlargest differences:\n" + "\n".join(f"  {k}: {v:.2e}" for k, v in sorted(BIGGEST.items())))
-
-
-def post(stack: Stack, path: str, body: object) -> object:
-    response = httpx.post(f"{stack.base_url}{path}", json=body, timeout=120)
-    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}"
-    return response.json()
-
-
-def embed(stack: Stack, model: str, texts: list[str], **extra: object) -> np.ndarray:
-    answer = post(stack, "/v1/embeddings", {"input": texts, "model": model, **extra})
-    return np.array([item["embedding"] for item in answer["data"]], dtype=np.float32)
 
 
 def assert_embeddings_close(name: str, served: np.ndarray, reference: np.ndarray) -> None:
