@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from gateway.auth import ApiKeyMiddleware
+from gateway.direct import DirectRoutes
 from gateway.errors import ApiError, ErrorKind, error_response, status_response
 from gateway.limits import Admission, BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from gateway.metrics import router as metrics_router
@@ -65,6 +66,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             return error_response(error, request.url.path)
         return status_response(exc.status_code, str(exc.detail), request.url.path, exc.headers)
 
+    app.add_middleware(DirectRoutes)  # innermost: well-formed bodies skip FastAPI's routing and parsing
     app.state.admission = Admission(settings.max_concurrent_requests)  # `trident serve` drains it on SIGTERM
     app.add_middleware(ConcurrencyLimitMiddleware, admission=app.state.admission)
     if settings.api_key:

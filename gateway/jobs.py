@@ -30,6 +30,12 @@ def column(value: bool | int, n: int, dtype: type) -> np.ndarray:
     return np.full((n, 1), value, dtype=dtype)
 
 
+def options(n: int, values: dict[str, tuple[object, type]], defaults: dict[str, object] = T.DEFAULTS) -> Tensors:
+    """The option columns whose value differs from what the steps assume when it is not sent: each tensor
+    left out is one less through gRPC, Triton and every step's inputs."""
+    return {name: column(value, n, dtype) for name, (value, dtype) in values.items() if value != defaults[name]}
+
+
 @dataclass(kw_only=True)
 class Job:
     param: str  # the request field the inputs came from: errors name it
@@ -56,11 +62,8 @@ class Job:
         raise NotImplementedError
 
     def truncation(self, n: int) -> Tensors:
-        tensors = {T.TRUNCATE: column(self.truncate, n, np.bool_),
-                   T.TRUNCATE_LEFT: column(self.truncate_left, n, np.bool_)}
-        if self.max_tokens:
-            tensors[T.MAX_TOKENS] = column(self.max_tokens, n, np.int32)
-        return tensors
+        return options(n, {T.TRUNCATE: (self.truncate, np.bool_), T.TRUNCATE_LEFT: (self.truncate_left, np.bool_),
+                           T.MAX_TOKENS: (self.max_tokens or 0, np.int32)})
 
 
 @dataclass(kw_only=True)
@@ -90,7 +93,7 @@ class EmbeddingJob(Job):
 
     def tensors(self, start: int, end: int) -> Tensors:
         n = end - start
-        adapter = {T.ADAPTER: column(self.adapter, n, np.int32)} if self.adapter else {}
+        adapter = options(n, {T.ADAPTER: (self.adapter, np.int32)})
         return {**self.inputs(start, end), **self.truncation(n), **self.options(n), **adapter}
 
     def options(self, n: int) -> Tensors:
@@ -103,10 +106,11 @@ class EmbedJob(EmbeddingJob):
 
     normalize: bool
     dimensions: int | None
+    model_normalizes: bool  # what the postprocess does when NORMALIZE is not sent: the model's own head
 
     def options(self, n: int) -> Tensors:
-        return {T.NORMALIZE: column(self.normalize, n, np.bool_),
-                T.DIMENSIONS: column(self.dimensions or 0, n, np.int32)}
+        return options(n, {T.NORMALIZE: (self.normalize, np.bool_), T.DIMENSIONS: (self.dimensions or 0, np.int32)},
+                       {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes})
 
 
 @dataclass(kw_only=True)
@@ -116,7 +120,7 @@ class SparseJob(EmbeddingJob):
     top_k: int | None = None
 
     def options(self, n: int) -> Tensors:
-        return {T.TOP_K: column(self.top_k or 0, n, np.int32)}
+        return options(n, {T.TOP_K: (self.top_k or 0, np.int32)})
 
 
 @dataclass(kw_only=True)
@@ -180,7 +184,7 @@ class ScoreJob(Job):
     def tensors(self, start: int, end: int) -> Tensors:
         n = end - start
         tensors = {T.TEXT: text_column(self.texts[start:end]), **self.truncation(n),
-                   T.RAW_SCORES: column(self.raw_scores, n, np.bool_)}
+                   **options(n, {T.RAW_SCORES: (self.raw_scores, np.bool_)})}
         if self.pairs[start] is not None:
             tensors[T.TEXT_PAIR] = text_column(self.pairs[start:end])
         return tensors

@@ -60,7 +60,7 @@ def embedding_job(body: OpenAIEmbeddingRequest | EmbedRequest, sent: str | list,
                   settings: GatewaySettings, normalize: bool) -> EmbedJob:
     inputs = embedding_inputs(body, sent, param, spec, settings)
     check.check_dimensions(body.dimensions, spec)
-    return EmbedJob(**inputs, normalize=normalize, dimensions=body.dimensions,
+    return EmbedJob(**inputs, normalize=normalize, dimensions=body.dimensions, model_normalizes=spec.normalize,
                     adapter=check.adapter_for(spec, body.task, body.prompt_name))
 
 
@@ -163,7 +163,8 @@ class SimilarityRequest(Lenient):
         check.check_batch(len(sentences), settings, "sentences")
         texts = [source, *sentences]
         return EmbedJob(texts=check.apply_prompt(texts, spec, self.prompt_name), characters=sum(map(len, texts)),
-                        param="sentences", **self.truncation(settings), normalize=True, dimensions=None)
+                        param="sentences", **self.truncation(settings), normalize=True, dimensions=None,
+                        model_normalizes=spec.normalize)
 
 
 CohereTruncate = Literal["NONE", "START", "END"]
@@ -216,7 +217,7 @@ class CohereEmbedRequest(Lenient):
         return EmbedJob(texts=check.prompt_for_input_type(texts, spec, self.input_type),
                         characters=sum(map(len, texts)), param=param, truncate=self.truncate != "NONE",
                         truncate_left=self.truncate == "START", max_tokens=self.max_tokens, normalize=True,
-                        dimensions=self.output_dimension)
+                        dimensions=self.output_dimension, model_normalizes=spec.normalize)
 
 
 def rerank_job(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest, documents: list[str], param: str,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import ApiError, ErrorKind
 from gateway.observe import current_request_id, triton_call
+from gateway.wire import infer_request, response_arrays
 from trident import errors as stage_errors
 from trident.errors import StageErrorKind
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
@@ -24,8 +26,6 @@ CHANNEL_ARGS = [
     # A name resolving to several addresses (a Kubernetes headless Service) spreads over all of them.
     ("grpc.lb_policy_name", "round_robin"),
 ]
-DATATYPES = {np.dtype(np.object_): "BYTES", np.dtype(np.bool_): "BOOL", np.dtype(np.int32): "INT32",
-             np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32"}
 STATUSES = {str(code): code for code in grpc.StatusCode}  # tritonclient gives the status as "StatusCode.X"
 # Untagged failures (Triton's own, not a stage's) for which the client should retry, measured with Triton
 # 2.51: DEADLINE_EXCEEDED / CANCELLED (no answer in time), NOT_FOUND (the gateway only calls models Triton
@@ -34,15 +34,6 @@ STATUSES = {str(code): code for code in grpc.StatusCode}  # tritonclient gives t
 # restarts Triton). UNAVAILABLE (refused, reset, "Server is stopping") is TritonUnreachable.
 RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.NOT_FOUND,
              grpc.StatusCode.INTERNAL)
-
-
-def infer_inputs(tensors: dict[str, np.ndarray]) -> list[grpcclient.InferInput]:
-    inputs = []
-    for name, array in tensors.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), DATATYPES[array.dtype])
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
 
 
 class TritonUnreachable(ApiError):
@@ -80,27 +71,37 @@ class TritonBackend:
         self.timeout_s = timeout_s
         self.server_id = server_id  # when set, only a server answering with this id counts as ready
         self._client: grpcclient.InferenceServerClient | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
 
     @property
     def client(self) -> grpcclient.InferenceServerClient:
-        """Created on first use, inside the event loop that serves requests (gRPC aio needs that)."""
+        """For readiness and discovery. Created on first use, inside the event loop that serves requests
+        (gRPC aio needs that)."""
         if self._client is None:
             self._client = grpcclient.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
         return self._client
+
+    @property
+    def stub(self) -> service_pb2_grpc.GRPCInferenceServiceStub:
+        """For inference: the raw stub over a channel of its own (`gateway.wire` builds the messages)."""
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.url, options=CHANNEL_ARGS)
+            self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        return self._stub
 
     async def infer(
         self, model: str, tensors: dict[str, np.ndarray], outputs: tuple[str, ...], offset: int = 0,
         param: str = "input",
     ) -> dict[str, np.ndarray]:
         """One Triton call; a failure is raised translated (`offset` and `param`: see `translate`)."""
-        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        request = infer_request(model, tensors, outputs, current_request_id() or "")
         try:
             with triton_call(model):
-                result = await self.client.infer(model, infer_inputs(tensors), outputs=requested,
-                                                 client_timeout=self.timeout_s, request_id=current_request_id() or "")
-        except InferenceServerException as exc:
-            raise translate(exc, offset, param) from None
-        return {name: result.as_numpy(name) for name in outputs}
+                response = await self.stub.ModelInfer(request, timeout=self.timeout_s)
+        except grpc.RpcError as exc:  # as tritonclient words it: the status as "StatusCode.X", the details
+            raise translate(InferenceServerException(exc.details(), str(exc.code())), offset, param) from None
+        return response_arrays(response)
 
     async def ready(self) -> bool:
         try:
@@ -131,3 +132,5 @@ class TritonBackend:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._channel is not None:
+            await self._channel.close()

@@ -61,6 +61,7 @@ class Stack:
 
     def start(self, timeout: float = 300.0) -> Stack:
         self._shm_before = shm_regions()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                         env={**os.environ, **self.env}, start_new_session=True)

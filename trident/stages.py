@@ -31,6 +31,11 @@ def column(values: np.ndarray | None, n: int, default: object) -> list:
     return values.reshape(n).tolist()
 
 
+def option(request: Request, name: str, n: int) -> list:
+    """An option tensor's values, or its default (`tensors.DEFAULTS`) for each item when it was not sent."""
+    return column(request.get(name), n, T.DEFAULTS[name])
+
+
 def invalid_input(exc: Exception) -> StageError:
     """A request the stage cannot read: the client's fault, said as the stage found it."""
     return exc if isinstance(exc, StageError) else StageError(StageErrorKind.INVALID_INPUT, str(exc))
@@ -77,7 +82,7 @@ class TokenizerStage(PerRequestStage):
             texts = decode_texts(request[T.TEXT])
             pairs = decode_texts(request[T.TEXT_PAIR]) if request.get(T.TEXT_PAIR) is not None else None
             n = len(texts)
-            caps = column(request.get(T.MAX_TOKENS), n, 0)
+            caps = option(request, T.MAX_TOKENS, n)
             sides = [multi_vector.check_side(side) for side in decode_texts(request[T.SIDE])] \
                 if request.get(T.SIDE) is not None else [""] * n
             if self.multi_vector:
@@ -86,8 +91,8 @@ class TokenizerStage(PerRequestStage):
             batch = self.tokenizer.encode(
                 texts,
                 pairs,
-                truncate=column(request.get(T.TRUNCATE), n, True),
-                left=column(request.get(T.TRUNCATE_LEFT), n, False),
+                truncate=option(request, T.TRUNCATE, n),
+                left=option(request, T.TRUNCATE_LEFT, n),
                 max_tokens=caps,
             )
         except (ValueError, UnicodeDecodeError) as exc:
@@ -120,8 +125,8 @@ class IdsStage(PerRequestStage):
         started = time.perf_counter_ns()
         rows = request[T.TOKEN_IDS]
         n = len(rows)
-        truncate, left = column(request.get(T.TRUNCATE), n, True), column(request.get(T.TRUNCATE_LEFT), n, False)
-        caps = column(request.get(T.MAX_TOKENS), n, 0)
+        truncate, left = option(request, T.TRUNCATE, n), option(request, T.TRUNCATE_LEFT, n)
+        caps = option(request, T.MAX_TOKENS, n)
         kept = []
         for i, row in enumerate(rows):
             ids = row[: sent_length(row)]
@@ -241,7 +246,7 @@ class EmbeddingPostprocessStage(PerRequestStage):
         pooled = request[T.POOLED]
         n = len(pooled)
         normalize = column(request.get(T.NORMALIZE), n, self.spec.normalize)
-        dimensions = column(request.get(T.DIMENSIONS), n, 0)
+        dimensions = option(request, T.DIMENSIONS, n)
         if len(set(normalize)) > 1 or len(set(dimensions)) > 1:
             return StageError(StageErrorKind.INVALID_INPUT,
                               "NORMALIZE and DIMENSIONS must be the same for every item of one request")

@@ -20,7 +20,7 @@ from trident import tensors as T
 from trident.errors import StageError, StageErrorKind
 from trident.postprocess import l2_normalize, sigmoid, softmax
 from trident.spec import ModelSpec
-from trident.stages import PerRequestStage, Request, Result, column, decode_texts, invalid_input
+from trident.stages import PerRequestStage, Request, Result, decode_texts, invalid_input, option
 
 
 def scores_from_logits(logits: np.ndarray, raw: bool) -> np.ndarray:
@@ -36,7 +36,7 @@ class ScoresStage(PerRequestStage):
 
     def _one(self, request: Request) -> Result:
         logits = request[T.LOGITS]
-        raw = np.array(column(request.get(T.RAW_SCORES), len(logits), False), dtype=bool)
+        raw = np.array(option(request, T.RAW_SCORES, len(logits)), dtype=bool)
         scores = np.where(raw[:, None], scores_from_logits(logits, True), scores_from_logits(logits, False))
         return {T.SCORES: scores.astype(np.float32)}
 
@@ -57,7 +57,7 @@ class SparseStage(PerRequestStage):
 
     def _one(self, request: Request) -> Result:
         pooled = request[T.POOLED]
-        top_k = column(request.get(T.TOP_K), len(pooled), 0)
+        top_k = option(request, T.TOP_K, len(pooled))
         if min(top_k, default=0) < 0:
             return StageError(StageErrorKind.INVALID_INPUT, f"TOP_K must be 0 (all) or positive, got {min(top_k)}")
         entries = [nonzero_entries(vector, int(k)) for vector, k in zip(pooled, top_k, strict=True)]
@@ -117,8 +117,8 @@ class NerStage(PerRequestStage):
             texts = decode_texts(request[T.TEXT])
             n = len(texts)
             strategies = [s.decode() if isinstance(s, bytes) else str(s)
-                          for s in column(request.get(T.AGGREGATION_STRATEGY), n, b"none")]
-            raw = column(request.get(T.RAW_SCORES), n, False)
+                          for s in option(request, T.AGGREGATION_STRATEGY, n)]
+            raw = option(request, T.RAW_SCORES, n)
             lengths = request[T.NUM_TOKENS].reshape(-1)
             results = []
             for i, text in enumerate(texts):

@@ -52,6 +52,11 @@ TOP_K = "TOP_K"  # TYPE_INT32, default 0 = all: keep the k largest values of eac
 SPARSE_INDICES = "SPARSE_INDICES"  # TYPE_INT32 [batch, longest]: vocabulary ids of the non-zeros, ascending, -1 after
 SPARSE_VALUES = "SPARSE_VALUES"  # TYPE_FP32 [batch, longest]: their values, 0 after
 
+# What a step assumes for an option tensor a request does not send (NORMALIZE's default is the model's own): the
+# gateway sends an option only when it differs, so a plain request carries fewer tensors through every hop.
+DEFAULTS = {TRUNCATE: True, TRUNCATE_LEFT: False, MAX_TOKENS: 0, DIMENSIONS: 0, ADAPTER: 0, RAW_SCORES: False,
+            TOP_K: 0, SIDE: b"", AGGREGATION_STRATEGY: b"none"}
+
 # Triton data type of every tensor above: the repository writer declares them from this table.
 TYPES = {
     TEXT: "TYPE_STRING", TEXT_PAIR: "TYPE_STRING", TRUNCATE: "TYPE_BOOL", TRUNCATE_LEFT: "TYPE_BOOL",
