@@ -36,6 +36,9 @@ REPOSITORY_FORMAT = 3
 MAX_BATCH_SIZE = 256
 # Queue delays: the engine waits a little for a fuller batch; the cheap steps do not.
 QUEUE_DELAY_US = {"tokenizer": 100, "ids": 100, "engine": 500, "postprocess": 0}
+# The steps whose instance count follows the serving host (`served_copy`); a build writes 1 for them, so a
+# cached build carries no host's core count to another host. The engine's count is the spec's.
+HOST_SIZED_ROLES = ("tokenizer", "ids", "postprocess")
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,36 @@ def configs_for(spec: ModelSpec) -> dict[str, pb.ModelConfig]:
 
 def render(config: pb.ModelConfig) -> str:
     return text_format.MessageToString(config)
+
+
+def host_step_instances(cores: int) -> int:
+    """Triton instances of each cheap step (tokenizer, ids, postprocess) on a host with `cores` cores: one
+    per 4 cores, at most 4 (1 up to 7 cores). Past that the engine, not these steps, bounds throughput."""
+    return min(4, max(1, cores // 4))
+
+
+def served_copy(repository: Path, out: Path, step_instances: int) -> Path:
+    """`repository` as this host serves it: under `out`, each model folder holds links to the build's files
+    and version folders (nothing is copied), and the host-sized steps' `config.pbtxt` is written anew with
+    `step_instances` instances. Folders that are not Trident steps are linked unchanged. Returns `out`."""
+    sized = {model_name(ModelSpec.load(manifest), role)
+             for manifest in repository.glob("*/manifest.json") for role in HOST_SIZED_ROLES}
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for model in sorted(repository.iterdir()):
+        if model.name not in sized or not (model / "config.pbtxt").is_file():
+            (out / model.name).symlink_to(model.resolve())
+            continue
+        (out / model.name).mkdir()
+        for entry in model.iterdir():
+            if entry.name != "config.pbtxt":
+                (out / model.name / entry.name).symlink_to(entry.resolve())
+        config = text_format.Parse((model / "config.pbtxt").read_text(), pb.ModelConfig())
+        for group in config.instance_group:
+            group.count = step_instances
+        (out / model.name / "config.pbtxt").write_text(render(config))
+    return out
 
 
 def onnx_files(onnx_file: Path) -> dict[str, Path]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
+from builder.repository import served_copy
 from cli import procfs
 from cli.triton_server import TritonServer, clean_shared_memory
 
@@ -80,9 +81,14 @@ class Supervisor:
         self.server.stop()
 
 
-def make_server(repositories: list[Path], http_port: int, grpc_port: int, metrics_port: int) -> TritonServer:
+def make_server(repositories: list[Path], http_port: int, grpc_port: int, metrics_port: int,
+                step_instances: int = 1) -> TritonServer:
+    """A tritonserver over served copies of the builds (builder.repository.served_copy: links, with the
+    cheap steps' instance counts of this host), so a build never changes with the host serving it."""
     work_dir = Path(tempfile.mkdtemp(prefix="trident-triton-"))
-    return TritonServer(repositories=repositories, work_dir=work_dir, http_port=http_port,
+    served = [served_copy(repository, work_dir / "repositories" / str(index), step_instances)
+              for index, repository in enumerate(repositories)]
+    return TritonServer(repositories=served, work_dir=work_dir, http_port=http_port,
                         grpc_port=grpc_port, metrics_port=metrics_port)
 
 
@@ -92,19 +98,32 @@ def stub_pids(parent: int) -> list[int]:
     return procfs.children(parent)
 
 
+def gateway_config(app, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's settings for the gateway, one process or each of `--workers`."""
+    # log_config=None: uvicorn's own loggers go through our (JSON) root handler.
+    # Keep-alive longer than clients' pool expiry (httpx 5 s, aiohttp 15 s): a server that closes an
+    # idle connection just as a client reuses it makes that request fail with no answer at all.
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                          timeout_graceful_shutdown=10, timeout_keep_alive=75, log_config=None)
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn whose first SIGTERM/SIGINT drains: new requests get 503 while the admitted ones finish
-    (up to `drain_timeout_s`); then it shuts down as usual. A second signal skips the drain."""
+    (up to `drain_timeout_s`); then it shuts down as usual. A second signal skips the drain, unless
+    `repeat_signal_skips_drain` is False (a gateway worker: the serve process kills it if it must)."""
 
-    def __init__(self, config: uvicorn.Config, admission, drain_timeout_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, admission, drain_timeout_s: float,
+                 repeat_signal_skips_drain: bool = True) -> None:
         super().__init__(config)
         self.admission = admission
         self.drain_timeout_s = drain_timeout_s
+        self.repeat_signal_skips_drain = repeat_signal_skips_drain
         self._drain_deadline: float | None = None
 
     def handle_exit(self, sig: int, frame: object) -> None:
         if self._drain_deadline is not None or self.should_exit:
-            super().handle_exit(sig, frame)
+            if self.repeat_signal_skips_drain:
+                super().handle_exit(sig, frame)
             return
         self.admission.draining = True
         self._drain_deadline = time.monotonic() + self.drain_timeout_s

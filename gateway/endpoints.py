@@ -23,8 +23,9 @@ from gateway.triton import TritonBackend, TritonUnreachable
 from trident.spec import ModelSpec
 
 log = logging.getLogger("trident.gateway")
+# With several gateway workers: 0 when any live worker skips the endpoint.
 ENDPOINT_UP = Gauge("trident_triton_endpoint_up", "1 while this Triton endpoint gets requests, 0 while it is skipped",
-                    ["url"], registry=REGISTRY)
+                    ["url"], registry=REGISTRY, multiprocess_mode="livemin")
 
 
 class Endpoint:

@@ -3,16 +3,31 @@
 Gateway metrics are named `trident_*`; Triton's (`nv_*`: per-model request counts, queue and compute
 durations, batch sizes) are fetched from its metrics port at scrape time and appended, so one scrape
 target sees both. If Triton's port does not answer, `trident_triton_metrics_up` is 0.
+
+With several gateway workers (`trident serve --workers N`), PROMETHEUS_MULTIPROC_DIR is set in each
+worker's environment: every process writes its values to files there and any worker's `/metrics` reads
+them all (prometheus_client's multiprocess mode), so counters and histograms are the whole server's, summed
+over workers, a dead worker's included; each gauge says how its workers' values combine (`multiprocess_mode`,
+ignored with one process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from urllib.error import URLError
 from urllib.request import urlopen
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.responses import Response
 
 from trident import __version__
@@ -26,7 +41,9 @@ REQUESTS = Counter("trident_requests", "HTTP requests answered, by route and sta
                    ["route", "method", "status"], registry=REGISTRY)
 DURATION = Histogram("trident_request_duration_seconds", "Time from arrival to the end of the answer",
                      ["route"], buckets=SECONDS, registry=REGISTRY)
-IN_FLIGHT = Gauge("trident_requests_in_flight", "HTTP requests being handled now", ["route"], registry=REGISTRY)
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+IN_FLIGHT = Gauge("trident_requests_in_flight", "HTTP requests being handled now", ["route"], registry=REGISTRY,
+                  multiprocess_mode="livesum")
 INPUTS = Histogram("trident_request_inputs", "Inputs (texts, pairs or token-id lists) per successful request",
                    ["route"], buckets=COUNTS, registry=REGISTRY)
 TOKENS_PER_REQUEST = Histogram("trident_request_tokens", "Tokens the model processed per successful request",
@@ -38,8 +55,8 @@ INFERENCE = Histogram("trident_request_inference_seconds", "First Triton call ->
 TRITON_CALL_SECONDS = Histogram("trident_triton_call_duration_seconds", "One gRPC call to Triton, by model",
                                 ["model", "outcome"], buckets=SECONDS, registry=REGISTRY)
 TRITON_METRICS_UP = Gauge("trident_triton_metrics_up", "1 if Triton's own metrics were read for this scrape",
-                          registry=REGISTRY)
-INFO = Gauge("trident_info", "Trident version", ["version"], registry=REGISTRY)
+                          registry=REGISTRY, multiprocess_mode="mostrecent")
+INFO = Gauge("trident_info", "Trident version", ["version"], registry=REGISTRY, multiprocess_mode="max")
 INFO.labels(__version__).set(1)
 
 
@@ -57,6 +74,16 @@ def record_work(route: str, inputs: int, tokens: int, queue_s: float | None, inf
         QUEUE.labels(route).observe(queue_s)
     if inference_s is not None:
         INFERENCE.labels(route).observe(inference_s)
+
+
+def gateway_metrics() -> bytes:
+    """The `trident_*` text: this process's, or every worker's when the server runs several."""
+    directory = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if not directory:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry)
 
 
 def _read(url: str, timeout_s: float) -> bytes:
@@ -83,7 +110,7 @@ router = APIRouter()
 async def prometheus_metrics(request: Request) -> Response:
     triton_text = await triton_metrics(request.app.state.gateway.settings.triton_metrics_url)
     TRITON_METRICS_UP.set(0 if triton_text is None else 1)
-    body = generate_latest(REGISTRY)
+    body = gateway_metrics()
     if triton_text:
         body += b"\n" + triton_text
     return Response(body, media_type=CONTENT_TYPE_LATEST)
