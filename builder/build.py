@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.checkpoint import content_hash, resolve_checkpoint
@@ -18,7 +18,8 @@ from builder.config_file import check_settings
 from builder.errors import BuildError
 from builder.families import native_checkpoint
 from builder.inspect import inspect_checkpoint, save_tokenizer
-from builder.repository import write_repository
+from builder.repository import onnx_files, write_repository
+from builder.variants import choose_variant, resolve_precision
 from trident import __version__
 from trident.spec import ModelSpec
 from trident.tasks import tasks_for_route
@@ -44,6 +45,9 @@ class BuildOptions:
     base_model: str | None = None  # BEI's encoder | encoder_bert, from a YAML config (see config_file)
     engine: str = "onnxruntime"  # onnxruntime | torch (CUDA, float32 on CPU) | tensorrt (GPU + TensorRT)
     engine_instances: int | None = None  # Triton instances of the engine model; None: 2 on CPU, 1 on a GPU
+    # The CPU engine's variant: auto | fp32 | bf16 | int8 | a variant's name (builder/variants.py); None: the
+    # default ($TRIDENT_PRECISION, else auto), or onnxruntime-int8 with quantization int8.
+    precision: str | None = field(default=None)
 
 
 @dataclass
@@ -80,6 +84,7 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
     spec = inspect_checkpoint(model_dir, name, options.task, options.pooling, options.max_length,
                               options.trust_remote_code)
     check_settings(spec, options.base_model, options.quantization, options.default_route, options.engine)
+    precision = resolve_precision(options.precision, options.quantization, options.engine)  # refusals come first
     if options.engine_instances is not None and options.engine_instances < 1:
         raise BuildError(f"--engine-instances must be at least 1, got {options.engine_instances}")
     spec.engine = options.engine
@@ -98,6 +103,7 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
         staging_dir = Path(staging)
         save_tokenizer(model_dir, staging_dir / "tokenizer.json")
         onnx_file, engine_files = staging_dir / "model.onnx", None
+        spec.variant_choice = {}
         if spec.engine == "torch":
             from builder.torch_build import check_torch_engine, stage_checkpoint
 
@@ -105,8 +111,9 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
             engine_files = {"checkpoint": stage_checkpoint(model_dir, staging_dir / "checkpoint", spec)}
         else:
             _export_and_check(model_dir, spec, onnx_file, progress, options.trust_remote_code)
-            if spec.quantization == "int8":
-                onnx_file = _quantize_int8(model_dir, spec, onnx_file, progress)
+            if spec.engine == "onnxruntime":
+                engine_files = {**onnx_files(onnx_file), **choose_variant(model_dir, spec, onnx_file, precision,
+                                                                          progress)}
         if spec.task_row.dense_vectors:
             _calibrate(model_dir, spec, onnx_file, progress)
         progress("writing the Triton model repository")
@@ -148,25 +155,6 @@ def _export_and_check(
                    "texts": report.num_texts, "tolerance": report.tolerance}
 
 
-def _quantize_int8(model_dir: Path, spec: ModelSpec, fp32_file: Path, progress: Progress) -> Path:
-    """The int8 graph beside the checked float32 one, kept only if it passes the accuracy gate."""
-    from transformers import AutoTokenizer
-
-    from builder.int8 import INT8_MIN_COSINE, build_int8
-    from builder.parity import default_texts, tokenize
-
-    int8_file = fp32_file.parent / "int8" / "model.onnx"  # its own folder: an external `.data` keeps its name
-    int8_file.parent.mkdir()
-    progress(f"quantizing to int8 (ONNX Runtime dynamic int8; gate: min cosine >= {INT8_MIN_COSINE} to float32)")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
-    ids, types = tokenize(tokenizer, spec, default_texts(spec))
-    report = build_int8(spec, fp32_file, int8_file, ids, types, progress)
-    progress(f"int8 kept: {', '.join(report.int8_groups)} ({report.int8_fraction:.0%} of the MatMul work), "
-             f"min cosine {report.min_cosine:.5f}, mean {report.mean_cosine:.5f} over {report.num_texts} texts")
-    spec.parity["int8_vs_float32"] = report.to_dict()
-    return int8_file
-
-
 def _calibrate(model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Progress) -> None:
     """int8 / uint8 embedding ranges from the engine being built (the ONNX graph that a plan is made of)."""
     from builder.calibration import CALIBRATION_TEXTS, quantization_ranges
@@ -177,9 +165,9 @@ def _calibrate(model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Prog
 
         engine = TorchEngine.load(model_dir, spec, quantization=spec.quantization)
     else:
-        from trident.onnx_engine import OnnxEngine
+        from trident.precision import open_engine
 
-        engine = OnnxEngine(onnx_file, spec, pad_id=spec.pad_token_id)
+        engine = open_engine(spec.variant, onnx_file.parent, spec)  # the variant served (ranges move with bf16)
     spec.quantization_ranges = quantization_ranges(model_dir, spec, engine.run)
 
 
@@ -213,6 +201,15 @@ def summary(result: BuildResult) -> str:
         detail = (f": {', '.join(int8['int8_groups'])} MatMuls, min cosine {int8['min_cosine']:.5f} to float32"
                   if int8 else "")
         lines.append(f"  quantized   {spec.quantization}{detail}")
+    if spec.variant_choice.get("candidates"):
+        choice = spec.variant_choice
+        gate = choice.get("gate", {})
+        figure = (f"min cosine {gate['min_cosine']:.5f}" if gate.get("min_cosine") == gate.get("min_cosine")
+                  else f"max |score diff| {gate.get('max_score_diff', float('nan')):.4f}")
+        lines.append(f"  variant     {spec.variant} on {choice['cpu_kind']} ({choice['precision']}): "
+                     f"{choice['ms']:.1f} ms per batch, {figure} to float32")
+    elif spec.engine == "onnxruntime":
+        lines.append(f"  variant     {spec.variant}")
     if spec.task_row.vectors:
         modules = " -> ".join(module["type"] for module in spec.head)
         lines.append(f"  {spec.task:<11} dim {spec.dim}, head {modules} (pooling {spec.pooling})")

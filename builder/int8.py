@@ -66,17 +66,20 @@ def candidates(groups: dict[tuple[int, ...], list[str]]) -> list[list[tuple[int,
     return [list(c) for c in sorted(combos, key=macs, reverse=True)]
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, nodes: list[str]) -> None:
-    """Write fp32_path with `nodes` (MatMul names) in dynamic int8. Weights go to `<int8_path name>.data` only
-    when even a quarter of the float32 weights would pass protobuf's 2 GiB limit."""
+def quantize_int8(fp32_path: Path, int8_path: Path, nodes: list[str], weights: str = "s8",
+                  reduce_range: bool = False) -> None:
+    """Write fp32_path with `nodes` (MatMul names) in dynamic int8 (`weights` s8 or u8; `reduce_range`: 7-bit
+    weights, see trident.precision.int8_format). Weights go to `<int8_path name>.data` only when even a quarter
+    of the float32 weights would pass protobuf's 2 GiB limit."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # The quantizer advises static-quantization pre-processing on the root logger: not used here.
     logging.getLogger().addFilter(_drop_preprocessing_advice)
 
-    weights = fp32_path.with_name(fp32_path.name + ".data")
-    external = weights.exists() and weights.stat().st_size > 7 * 2**30
-    quantize_dynamic(fp32_path, int8_path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=False,
+    data = fp32_path.with_name(fp32_path.name + ".data")
+    external = data.exists() and data.stat().st_size > 7 * 2**30
+    weight_type = QuantType.QInt8 if weights == "s8" else QuantType.QUInt8
+    quantize_dynamic(fp32_path, int8_path, weight_type=weight_type, per_channel=True, reduce_range=reduce_range,
                      nodes_to_quantize=nodes, op_types_to_quantize=["MatMul"], use_external_data_format=external,
                      extra_options={"MatMulConstBOnly": True})
 
@@ -87,7 +90,7 @@ def _drop_preprocessing_advice(record: logging.LogRecord) -> bool:
 
 def build_int8(
     spec: ModelSpec, fp32_path: Path, int8_path: Path, ids: list[np.ndarray], types: list[np.ndarray] | None,
-    progress: Callable[[str], None],
+    progress: Callable[[str], None], weights: str = "s8", reduce_range: bool = False,
 ) -> Int8Report:
     """The int8 graph with the most int8 work that passes the gate (see the module doc); BuildError if none."""
     groups = matmul_groups(fp32_path)
@@ -95,7 +98,7 @@ def build_int8(
     expected = OnnxEngine(fp32_path, spec, pad_id=spec.pad_token_id).run(ids, types)  # once, not per try
     best: Int8Report | None = None
     for combo in candidates(groups)[:MAX_TRIES]:
-        quantize_int8(fp32_path, int8_path, [name for shape in combo for name in groups[shape]])
+        quantize_int8(fp32_path, int8_path, [name for shape in combo for name in groups[shape]], weights, reduce_range)
         report = _compare(expected, OnnxEngine(int8_path, spec, pad_id=spec.pad_token_id).run(ids, types))
         report.int8_groups = [f"{shape[0]}x{shape[1]} ({len(groups[shape])})" for shape in combo]
         report.int8_fraction = sum(shape[0] * shape[1] * len(groups[shape]) for shape in combo) / total

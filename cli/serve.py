@@ -11,8 +11,9 @@ from pathlib import Path
 from builder.build import BuildOptions, build, default_name, summary
 from builder.checkpoint import content_hash, resolve_checkpoint
 from builder.repository import REPOSITORY_FORMAT
+from builder.variants import resolve_precision
 from cli.models import DEFAULT_MODEL_NAME, build_key, cache_root, default_model_dir
-from trident import __version__
+from trident import __version__, cpu
 
 
 @dataclass
@@ -31,7 +32,8 @@ def prepare_model(model: ModelArg, build_options: dict[str, object], progress=pr
     """Return a repository folder holding this model, building it only if no matching build exists."""
     model_dir = resolve_checkpoint(model.source)
     name = model.name or default_name(model_dir, model.source)
-    key = build_key(content_hash(model_dir), f"{__version__}/{REPOSITORY_FORMAT}", {"name": name, **build_options})
+    key = build_key(content_hash(model_dir), f"{__version__}/{REPOSITORY_FORMAT}",
+                    {"name": name, **build_options, **variant_key(build_options)})
     repository = cache_root() / "builds" / key
     if (repository / name / "manifest.json").is_file():
         progress(f"reusing the build of {name} in {repository}")
@@ -39,6 +41,15 @@ def prepare_model(model: ModelArg, build_options: dict[str, object], progress=pr
     result = build(BuildOptions(model=str(model_dir), out=repository, name=name, **build_options), progress)
     progress(summary(result))
     return repository
+
+
+def variant_key(build_options: dict[str, object]) -> dict[str, object]:
+    """What the CPU engine's variant depends on: the precision asked for and, unless that is plain ONNX Runtime
+    float32, the CPU's relevant flags: a build chosen on another kind of CPU is not reused here."""
+    precision = resolve_precision(build_options.get("precision"), str(build_options.get("quantization", "no_quant")),
+                                  str(build_options.get("engine", "onnxruntime")))
+    cpu_flags = "" if precision == "onnxruntime-fp32" else " ".join(cpu.relevant_flags())
+    return {"precision": precision, "cpu": cpu_flags}
 
 
 def default_models() -> list[ModelArg]:

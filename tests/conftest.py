@@ -13,6 +13,9 @@ from testkit.stack import Stack
 ROOT = Path(__file__).resolve().parent.parent
 # Builds are keyed by the checkpoint's content hash: reruns reuse them, a fresh clone builds them.
 os.environ.setdefault("TRIDENT_HOME", str(ROOT / ".trident" / "test-home"))
+# The suite holds engines to float32 parity with transformers (1e-4), so its builds default to ONNX Runtime
+# float32; tests/test_precision.py asks for `auto` and the other variants itself.
+os.environ.setdefault("TRIDENT_PRECISION", "onnxruntime-fp32")
 
 
 @pytest.fixture(scope="session")

@@ -23,12 +23,15 @@ from builder.int8 import INT8_MIN_COSINE, Int8Report, candidates, check_int8_acc
 from testkit.factories import make_tiny_bert
 from testkit.stack import Stack
 from tests.texts import varied_texts
+from trident.precision import variant
 
 INT8_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}
 
 
 def engine_ops(repository, name):
-    graph = onnx.load(str(repository / f"{name}_engine" / "1" / "model.onnx"), load_external_data=False).graph
+    """The ops of the graph the engine serves: the manifest's variant (int8/model.onnx beside the float32 one)."""
+    served = variant(json.loads((repository / name / "manifest.json").read_text())["variant"]).file
+    graph = onnx.load(str(repository / f"{name}_engine" / "1" / served), load_external_data=False).graph
     return {node.op_type for node in graph.node}
 
 

@@ -15,7 +15,8 @@ import onnxruntime as ort
 from trident.batching import padded_feeds, plan_batches, position_ids_from_mask, unpad_rows
 from trident.spec import ModelSpec
 
-__all__ = ["OnnxEngine", "plan_batches", "position_ids_from_mask", "session_options", "threads_per_instance"]
+__all__ = ["BatchedEngine", "OnnxEngine", "plan_batches", "position_ids_from_mask", "session_options",
+           "threads_per_instance"]
 
 
 def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
@@ -38,20 +39,13 @@ def threads_per_instance(instances: int) -> int:
     return max(1, cores // max(1, instances))
 
 
-class OnnxEngine:
-    """An onnxruntime CPU session over a graph from `builder.export.export_onnx`."""
+class BatchedEngine:
+    """The engine contract over any runtime: a subclass sets `spec`, `pad_id`, `input_names` and runs one padded
+    batch in `_infer`."""
 
-    def __init__(
-        self, model_path: Path, spec: ModelSpec, intra_op_threads: int | None = None, pad_id: int = 0
-    ) -> None:
-        self.spec = spec
-        self.pad_id = pad_id
-        self.session = ort.InferenceSession(
-            str(model_path),
-            sess_options=session_options(intra_op_threads),
-            providers=["CPUExecutionProvider"],
-        )
-        self.input_names = {i.name for i in self.session.get_inputs()}
+    spec: ModelSpec
+    pad_id: int
+    input_names: set[str]
 
     def run(
         self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None = None, output: str | None = None,
@@ -82,7 +76,30 @@ class OnnxEngine:
     def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str,
                     attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
         feeds = padded_feeds(ids, types, self.input_names, self.pad_id, self.spec.padding_side, attention)
-        (result,) = self.session.run([self.spec.engine_output_name(output)], feeds)
+        result = self._infer(feeds, self.spec.engine_output_name(output))
         if not self.spec.task_row.per_token_output(output):
             return list(result)
         return unpad_rows(result, [len(s) for s in ids], self.spec.padding_side)
+
+    def _infer(self, feeds: dict[str, np.ndarray], output_name: str) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxEngine(BatchedEngine):
+    """An onnxruntime CPU session over a graph from `builder.export.export_onnx`."""
+
+    def __init__(
+        self, model_path: Path, spec: ModelSpec, intra_op_threads: int | None = None, pad_id: int = 0
+    ) -> None:
+        self.spec = spec
+        self.pad_id = pad_id
+        self.session = ort.InferenceSession(
+            str(model_path),
+            sess_options=session_options(intra_op_threads),
+            providers=["CPUExecutionProvider"],
+        )
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def _infer(self, feeds: dict[str, np.ndarray], output_name: str) -> np.ndarray:
+        (result,) = self.session.run([output_name], feeds)
+        return result

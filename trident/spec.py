@@ -56,6 +56,11 @@ class ModelSpec:
     # two single-threaded sessions on 2 cores spent 2.9 ms of CPU per short request, one two-threaded
     # session 4.3 ms (its threads wait on each other while the HTTP process and tokenizer hold a core).
     engine_instances: int = 1
+    # The CPU engine's variant (trident.precision.VARIANTS: runtime and precision) and how it was chosen:
+    # {"precision" asked, "cpu_kind", "cpu_flags" (the relevant ones), "cpu_name", "candidates": [{"variant",
+    # "ms", "passed", gate figures...}], "ms", "min_cosine" / "max_score_diff" of the chosen one}.
+    variant: str = "onnxruntime-fp32"
+    variant_choice: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     revision: str = ""
     content_hash: str = ""

@@ -99,9 +99,10 @@ def test_the_overlay_holds_what_the_serving_path_needs_beyond_the_device():
     import tomllib
 
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    # served with --engine torch: no onnxruntime; only the gRPC client; pytriton trimmed to its binary (no deps)
+    # served with --engine torch: no onnxruntime or openvino (the CPU engine's); only the gRPC client; pytriton
+    # trimmed to its binary (no deps)
     wanted = [d.replace("tritonclient[grpc,http]", "tritonclient[grpc]") for d in dependencies
-              if not d.startswith(("onnxruntime", "nvidia-pytriton"))]
+              if not d.startswith(("onnxruntime", "openvino", "nvidia-pytriton"))]
     missing = _closure(wanted) - fl.DEVICE_PACKAGES
     assert missing <= set(fl.OVERLAY) | set(fl.STUB_ONLY), missing - set(fl.OVERLAY)
     pins = fl.pins()

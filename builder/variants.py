@@ -1,0 +1,239 @@
+"""Choosing the CPU engine's variant at build time: the fastest that this CPU allows and that passes the gate.
+
+`--precision auto` (the default) measures every variant the CPU allows (trident.precision.VARIANTS) on one
+fixed batch, gates each against ONNX Runtime float32 on the parity texts plus GATE_TEXT_COUNT generated ones,
+and keeps the fastest that passes, if it beats ONNX Runtime float32 by FASTER_BY (else the proven default
+stays). Engines under AUTO_MIN_ENGINE_BYTES (test-sized models) skip all this: their run time is fixed
+overhead, the measurement noise, and they stay ONNX Runtime float32. `fp32`, `bf16` and `int8` choose among
+the variants of that precision, a variant's name forces it; a forced choice the CPU lacks, or one that fails
+the gate, is refused and nothing is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from builder.errors import BuildError
+from trident import cpu
+from trident.onnx_engine import OnnxEngine, threads_per_instance
+from trident.precision import (
+    GATE_FILE,
+    PRECISIONS,
+    REFERENCE,
+    VARIANT_NAMES,
+    VARIANTS,
+    GateReport,
+    Variant,
+    default_precision,
+    gate,
+    int8_format,
+    missing,
+    open_engine,
+    save_gate,
+    variant,
+)
+from trident.spec import ModelSpec
+
+Progress = Callable[[str], None]
+AUTO_MIN_ENGINE_BYTES = 20 * 2**20  # ~5M float32 parameters
+FASTER_BY = 1.1
+SPEED_BATCH = (16, 128)  # inputs x tokens of the timed batch
+SPEED_RUNS = 3  # the best of these, after one warm-up run
+
+
+@dataclass
+class Candidate:
+    variant: str
+    ms: float = float("nan")
+    report: GateReport | None = None
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the int8 MatMul groups
+
+    def row(self) -> dict[str, Any]:
+        return {"variant": self.variant, "ms": self.ms, "error": self.error, **self.extra,
+                **(self.report.to_dict() if self.report else {"passed": False})}
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS and precision not in VARIANT_NAMES:
+        raise BuildError(f"unknown --precision {precision!r}: one of {', '.join(PRECISIONS + VARIANT_NAMES)}")
+
+
+def resolve_precision(precision: str | None, quantization: str = "no_quant", engine: str = "onnxruntime",
+                      flags: frozenset[str] | None = None) -> str:
+    """The precision a build asked for, checked before any work: `--quantization int8` is onnxruntime-int8,
+    other engines have no CPU variants, and a forced precision must be one this CPU has."""
+    if quantization == "int8":
+        if precision not in (None, "int8", "onnxruntime-int8"):
+            raise BuildError(f"--quantization int8 is --precision onnxruntime-int8; it cannot go with --precision "
+                             f"{precision}")
+        precision = "onnxruntime-int8"
+    precision = precision or default_precision()
+    check_precision(precision)
+    if engine != "onnxruntime":
+        if precision not in ("auto", "fp32", REFERENCE):
+            raise BuildError(f"--precision {precision} chooses among the CPU engine's variants (--engine "
+                             f"onnxruntime); the {engine} engine has its own precision")
+        return precision
+    candidates_for(precision, cpu.cpu_flags() if flags is None else flags, AUTO_MIN_ENGINE_BYTES)
+    return precision
+
+
+def candidates_for(precision: str, flags: frozenset[str], engine_bytes: int) -> list[Variant]:
+    """The variants to measure; BuildError, saying why, when the CPU allows none of those asked for."""
+    check_precision(precision)
+    if precision == "auto" and engine_bytes < AUTO_MIN_ENGINE_BYTES:
+        return [variant(REFERENCE)]
+    if precision in VARIANT_NAMES:
+        rows = [variant(precision)]
+    else:
+        rows = [row for row in VARIANTS if precision == "auto" or row.precision == precision]
+    allowed = [row for row in rows if missing(row, flags) is None]
+    if not allowed:
+        raise BuildError(f"--precision {precision}: " + "; ".join(missing(row, flags) or "" for row in rows)
+                         + ". Nothing was written; use --precision auto or fp32")
+    return allowed
+
+
+def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision: str, progress: Progress,
+                   flags: frozenset[str] | None = None) -> dict[str, Path]:
+    """Set spec.variant and spec.variant_choice; return the engine files the variant adds beside model.onnx."""
+    flags = cpu.cpu_flags() if flags is None else flags
+    rows = candidates_for(precision, flags, _graph_bytes(onnx_file))
+    spec.variant = REFERENCE
+    spec.variant_choice = {"precision": precision, "cpu_kind": cpu.cpu_kind(flags),
+                           "cpu_flags": cpu.relevant_flags(flags), "cpu_name": cpu.cpu_name(), "candidates": []}
+    if [row.name for row in rows] == [REFERENCE]:
+        return {}
+    folder = onnx_file.parent
+    threads = threads_per_instance(spec.engine_instances)
+    ids, types, label_texts = _gate_inputs(model_dir, spec)
+    progress(f"CPU {cpu.cpu_kind(flags)} ({' '.join(cpu.relevant_flags(flags))}): measuring "
+             f"{', '.join(row.name for row in rows)} on {SPEED_BATCH[0]} x {SPEED_BATCH[1]} tokens, gating each on "
+             f"{len(ids)} texts")
+    reference = OnnxEngine(onnx_file, spec, threads, spec.pad_token_id)
+    expected = reference.run(ids, types)
+    save_gate(folder / GATE_FILE, ids, types, expected, label_texts)
+    forced = precision != "auto"
+    measured = [_measure(row, model_dir, spec, folder, threads, ids, types, expected, label_texts, flags, forced,
+                         progress) for row in rows]
+    if REFERENCE not in [row.name for row in rows]:
+        reference_ms = float("inf")  # a forced precision: float32 is not a choice
+    else:
+        reference_ms = next(c.ms for c in measured if c.variant == REFERENCE)
+    chosen = _fastest_passing(measured, reference_ms)
+    spec.variant_choice["candidates"] = [c.row() for c in measured]
+    progress(table(measured, chosen))
+    if chosen is None:
+        raise BuildError(f"--precision {precision}: no variant passed the gate (min cosine >= 0.99 / score diff <= "
+                         "0.01 to float32); nothing was written. Use --precision fp32")
+    spec.variant = chosen.variant
+    spec.variant_choice.update({"chosen": chosen.variant, "ms": chosen.ms,
+                                "gate": chosen.report.to_dict() if chosen.report else {}})
+    if "int8_vs_float32" in chosen.extra:
+        spec.parity["int8_vs_float32"] = chosen.extra["int8_vs_float32"]
+    return _variant_files(folder, chosen.variant)
+
+
+def _fastest_passing(measured: list[Candidate], reference_ms: float) -> Candidate | None:
+    passing = [c for c in measured if c.report is not None and c.report.passed
+               and (c.variant == REFERENCE or c.ms * FASTER_BY <= reference_ms)]
+    return min(passing, key=lambda c: c.ms, default=None)
+
+
+def table(measured: list[Candidate], chosen: Candidate | None) -> str:
+    lines = [f"{'variant':<18} {'ms':>8}  gate vs onnxruntime-fp32"]
+    for c in measured:
+        verdict = c.error or (("pass: " if c.report.passed else "FAIL: ") + c.report.describe() if c.report else "")
+        mark = "  <- chosen" if chosen is not None and c.variant == chosen.variant else ""
+        lines.append(f"{c.variant:<18} {c.ms:>8.1f}  {verdict}{mark}")
+    return "\n".join(lines)
+
+
+def _measure(row: Variant, model_dir: Path, spec: ModelSpec, folder: Path, threads: int, ids: list[np.ndarray],
+             types: list[np.ndarray] | None, expected: list[np.ndarray], label_texts: int, flags: frozenset[str],
+             forced: bool, progress: Progress) -> Candidate:
+    candidate = Candidate(row.name)
+    try:
+        candidate.extra = _prepare(row, model_dir, spec, folder, ids, types, flags, progress)
+        engine = open_engine(row.name, folder, spec, threads)
+        candidate.ms = speed_ms(engine, spec)
+        candidate.report = gate(spec, expected, engine.run(ids, types), row.strict, label_texts)
+    except BuildError as exc:
+        if forced:
+            raise
+        candidate.error = str(exc).split(";")[0]
+    return candidate
+
+
+def speed_ms(engine, spec: ModelSpec) -> float:
+    """Best-of-SPEED_RUNS milliseconds of one fixed batch through the engine, as served."""
+    rng = np.random.default_rng(0)
+    count, length = SPEED_BATCH[0], min(SPEED_BATCH[1], spec.max_length)
+    ids = [rng.integers(1, max(2, spec.vocab_size), length) for _ in range(count)]
+    types = [np.zeros(length, dtype=np.int64) for _ in range(count)] if spec.uses_token_type_ids else None
+    engine.run(ids, types)
+    best = float("inf")
+    for _ in range(SPEED_RUNS):
+        started = time.perf_counter()
+        engine.run(ids, types)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def _prepare(row: Variant, model_dir: Path, spec: ModelSpec, folder: Path, ids: list[np.ndarray],
+             types: list[np.ndarray] | None, flags: frozenset[str], progress: Progress) -> dict[str, Any]:
+    """Write the variant's own files (the float32 graph serves both float32 runtimes and OpenVINO bf16)."""
+    if row.name == "onnxruntime-int8":
+        from builder.int8 import build_int8
+
+        target = folder / row.file
+        target.parent.mkdir(exist_ok=True)
+        label = len(_parity_texts(spec))
+        report = build_int8(spec, folder / "model.onnx", target, ids[:label], None if types is None else
+                            types[:label], progress, **int8_format(flags))
+        return {"int8_vs_float32": report.to_dict(), "int8_format": int8_format(flags)}
+    if row.name == "openvino-int8":
+        from builder.openvino_int8 import quantize_openvino_int8
+
+        quantize_openvino_int8(model_dir, spec, folder / "model.onnx", folder / row.file, progress)
+    return {}
+
+
+def _variant_files(folder: Path, name: str) -> dict[str, Path]:
+    files = {GATE_FILE: folder / GATE_FILE}
+    top = Path(variant(name).file).parts[0]
+    if top != "model.onnx":
+        files[top] = folder / top
+    return files
+
+
+def _parity_texts(spec: ModelSpec) -> list:
+    from builder.parity import default_texts
+
+    return default_texts(spec)
+
+
+def _gate_inputs(model_dir: Path, spec: ModelSpec) -> tuple[list[np.ndarray], list[np.ndarray] | None, int]:
+    """Token ids of the parity texts (their NER labels must not move) and the generated gate texts."""
+    from transformers import AutoTokenizer
+
+    from builder.gate_texts import gate_pairs, gate_texts
+    from builder.parity import tokenize
+
+    parity = _parity_texts(spec)
+    texts = [*parity, *(gate_pairs() if spec.task_row.pairs else gate_texts())]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+    ids, types = tokenize(tokenizer, spec, texts)
+    return ids, types, len(parity)
+
+
+def _graph_bytes(onnx_file: Path) -> int:
+    weights = onnx_file.with_name(onnx_file.name + ".data")
+    return onnx_file.stat().st_size + (weights.stat().st_size if weights.exists() else 0)

@@ -1,0 +1,161 @@
+"""The CPU engine's variants without building anything: CPU flags (and their override), which variants a CPU
+allows and why not, the one accuracy gate on every task's outputs, the choice among measured candidates, the
+gate's texts, and the manifest fields. Builds, the serve-time re-check and served variants: tests/test_precision.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from builder.errors import BuildError
+from builder.gate_texts import GATE_TEXT_COUNT, MAX_WORDS, gate_pairs, gate_texts
+from builder.variants import (
+    AUTO_MIN_ENGINE_BYTES,
+    FASTER_BY,
+    Candidate,
+    _fastest_passing,
+    candidates_for,
+    resolve_precision,
+)
+from trident import cpu
+from trident.precision import GATE_MAX_SCORE_DIFF, GATE_MIN_COSINE, GateReport, gate, int8_format, missing, variant
+from trident.spec import ModelSpec
+
+AVX2 = frozenset("fpu sse4_2 avx avx2 fma".split())  # AMD Zen 3
+EPYC_AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"}  # AMD Zen 4: no AMX
+SAPPHIRE_RAPIDS = EPYC_AVX512 | {"avx512_fp16", "amx_tile", "amx_bf16", "amx_int8"}
+BIG = 10 * AUTO_MIN_ENGINE_BYTES
+
+
+def spec(task: str = "embedding", **fields) -> ModelSpec:
+    labels = {"reranker": {"0": "score"}, "classifier": {"0": "a", "1": "b"}, "ner": {"0": "O", "1": "B-PER"}}
+    return ModelSpec(name="m", task=task, architecture="BertModel", model_type="bert", max_length=128, dim=8,
+                     id2label=labels.get(task, {}), **fields)
+
+
+def test_flags_come_from_the_override_then_cpuinfo(monkeypatch, tmp_path):
+    monkeypatch.setenv(cpu.FLAGS_ENV, "avx2, fma avx512_bf16")
+    assert cpu.cpu_flags() == {"avx2", "fma", "avx512_bf16"}
+    monkeypatch.delenv(cpu.FLAGS_ENV)
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 amx_int8\n")
+    monkeypatch.setattr(cpu, "CPUINFO", info)
+    assert cpu.cpu_flags() == {"fpu", "avx2", "amx_int8"}
+    assert cpu.relevant_flags() == ["amx_int8", "avx2"]  # only the flags that decide a variant
+    assert cpu.cpu_name() == "Test CPU"
+
+
+@pytest.mark.parametrize(("flags", "kind"), [(AVX2, "avx2"), (EPYC_AVX512, "avx512_bf16"),
+                                              (SAPPHIRE_RAPIDS, "amx"), (frozenset({"sse2"}), "baseline")])
+def test_cpu_kind(flags, kind):
+    assert cpu.cpu_kind(flags) == kind
+
+
+def test_bf16_needs_the_flags_and_says_so():
+    reason = missing(variant("openvino-bf16"), AVX2)
+    assert "avx512_bf16 or amx_bf16" in reason and "(avx2)" in reason
+    assert missing(variant("openvino-bf16"), EPYC_AVX512) is None
+    assert missing(variant("onnxruntime-fp32"), frozenset()) is None
+
+
+def test_a_forced_precision_the_cpu_lacks_is_refused_before_any_work():
+    with pytest.raises(BuildError, match="--precision bf16: openvino-bf16 needs a CPU with avx512_bf16"):
+        resolve_precision("bf16", flags=AVX2)
+    with pytest.raises(BuildError, match="needs a CPU with"):
+        resolve_precision("openvino-bf16", flags=AVX2)
+    assert resolve_precision("bf16", flags=SAPPHIRE_RAPIDS) == "bf16"
+    with pytest.raises(BuildError, match="unknown --precision"):
+        resolve_precision("fp16", flags=SAPPHIRE_RAPIDS)
+
+
+def test_quantization_int8_is_onnxruntime_int8():
+    assert resolve_precision(None, "int8", flags=AVX2) == "onnxruntime-int8"
+    assert resolve_precision("int8", "int8", flags=AVX2) == "onnxruntime-int8"
+    with pytest.raises(BuildError, match="cannot go with --precision bf16"):
+        resolve_precision("bf16", "int8", flags=SAPPHIRE_RAPIDS)
+    with pytest.raises(BuildError, match="the torch engine has its own precision"):
+        resolve_precision("bf16", engine="torch", flags=SAPPHIRE_RAPIDS)
+
+
+def test_the_default_precision_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRIDENT_PRECISION", "fp32")
+    assert resolve_precision(None, flags=AVX2) == "fp32"
+    monkeypatch.delenv("TRIDENT_PRECISION")
+    assert resolve_precision(None, flags=AVX2) == "auto"
+
+
+def test_candidates_follow_the_cpu(monkeypatch):
+    monkeypatch.setattr("trident.precision.openvino_installed", lambda: True)
+    names = lambda precision, flags, size=BIG: [row.name for row in candidates_for(precision, flags, size)]  # noqa: E731
+    assert "openvino-bf16" not in names("auto", AVX2)
+    assert "openvino-bf16" in names("auto", EPYC_AVX512)
+    assert names("auto", SAPPHIRE_RAPIDS, AUTO_MIN_ENGINE_BYTES - 1) == ["onnxruntime-fp32"]  # test-sized models
+    assert names("fp32", AVX2) == ["onnxruntime-fp32", "openvino-fp32"]
+    assert names("int8", AVX2) == ["onnxruntime-int8", "openvino-int8"]
+    monkeypatch.setattr("trident.precision.openvino_installed", lambda: False)
+    assert names("auto", SAPPHIRE_RAPIDS) == ["onnxruntime-fp32", "onnxruntime-int8"]
+    with pytest.raises(BuildError, match="needs the openvino package"):
+        candidates_for("bf16", SAPPHIRE_RAPIDS, BIG)
+
+
+def test_int8_format_follows_vnni():
+    assert int8_format(AVX2) == {"weights": "s8", "reduce_range": True}  # 7-bit weights: vpmaddubsw cannot saturate
+    assert int8_format(EPYC_AVX512) == {"weights": "s8", "reduce_range": False}
+
+
+def test_gate_on_vectors():
+    rng = np.random.default_rng(0)
+    expected = [rng.normal(size=8).astype(np.float32) for _ in range(5)]
+    close = [e + 0.01 * rng.normal(size=8).astype(np.float32) for e in expected]
+    report = gate(spec(), expected, close, strict=False)
+    assert report.passed and GATE_MIN_COSINE <= report.min_cosine < 1
+    assert not gate(spec(), expected, close, strict=True).passed  # float32 variants are held to 1e-4
+    far = [*close[:-1], -expected[-1]]  # one text off is enough to fail
+    assert not gate(spec(), expected, far, strict=False).passed
+    nan = [*close[:-1], np.full(8, np.nan, dtype=np.float32)]
+    assert not gate(spec(), expected, nan, strict=False).passed
+
+
+def test_gate_on_scores_and_ner_labels():
+    logits = [np.array([0.3], dtype=np.float32), np.array([-2.0], dtype=np.float32)]
+    assert gate(spec("reranker"), logits, [x + 0.02 for x in logits], strict=False).passed  # sigmoid moves < 0.005
+    report = gate(spec("reranker"), logits, [x + 0.2 for x in logits], strict=False)
+    assert not report.passed and report.max_score_diff > GATE_MAX_SCORE_DIFF
+    tokens = [np.array([[2.0, 0.0], [0.05, 0.0]], dtype=np.float32)]
+    flipped = [np.array([[2.0, 0.0], [0.0, 0.05]], dtype=np.float32)]  # scores move 0.025, one label flips
+    ner = spec("ner")
+    assert gate(ner, tokens, flipped, strict=False, label_texts=0).max_score_diff < 0.03
+    report = gate(ner, tokens, flipped, strict=False, label_texts=1)
+    assert report.labels_changed == 1 and not report.passed
+
+
+def test_the_fastest_passing_variant_wins_only_by_a_margin():
+    def candidate(name: str, ms: float, passed: bool = True) -> Candidate:
+        return Candidate(name, ms, GateReport(passed=passed, num_texts=1))
+
+    reference = candidate("onnxruntime-fp32", 100)
+    slightly = candidate("openvino-fp32", 100 / FASTER_BY + 1)
+    assert _fastest_passing([reference, slightly], 100).variant == "onnxruntime-fp32"
+    fast_fail = candidate("openvino-int8", 20, passed=False)
+    fast = candidate("openvino-bf16", 30)
+    assert _fastest_passing([reference, slightly, fast_fail, fast], 100).variant == "openvino-bf16"
+    assert _fastest_passing([fast_fail], float("inf")) is None  # forced and failing: nothing to serve
+
+
+def test_gate_texts_are_many_varied_and_fixed():
+    texts = gate_texts()
+    assert len(texts) == GATE_TEXT_COUNT >= 200 and texts == gate_texts()
+    lengths = [len(t.split()) for t in texts]
+    assert min(lengths) == 1 and max(lengths) <= MAX_WORDS and max(lengths) > 300
+    assert sum(n <= 5 for n in lengths) >= 20 and sum(n >= 100 for n in lengths) >= 40
+    assert len(set(texts)) > 0.9 * len(texts)
+    assert len(gate_pairs()) == GATE_TEXT_COUNT
+
+
+def test_the_variant_round_trips_through_the_manifest():
+    built = spec(variant="openvino-bf16", variant_choice={"cpu_kind": "amx", "cpu_flags": ["amx_bf16"], "ms": 1.5})
+    again = ModelSpec.from_json(built.to_json())
+    assert again.variant == "openvino-bf16" and again.variant_choice == built.variant_choice
+    assert ModelSpec.from_dict({k: v for k, v in built.__dict__.items() if k != "variant"}).variant == \
+        "onnxruntime-fp32"  # a manifest from before variants: ONNX Runtime float32, as it was built

@@ -1,0 +1,43 @@
+"""OpenVINO on CPU, inside the engine stage's Python stub: float32, bf16 (AVX512_BF16 / AMX) or an NNCF int8 model.
+
+This Triton build has only the Python backend (no Triton OpenVINO backend), so OpenVINO runs here, under the
+same contract and the same batching as `OnnxEngine`. Threads follow ONNX Runtime's: cores / engine instances
+per Triton instance, one stream, no pinning and no busy-waiting (the cores are shared with Triton, the
+tokenizer and the HTTP process).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trident.onnx_engine import BatchedEngine
+from trident.spec import ModelSpec
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the NNCF model's own int8 ops, the rest f32
+
+
+def compile_options(precision: str, threads: int | None) -> dict[str, object]:
+    options: dict[str, object] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
+                                  "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
+    if threads is not None:
+        options["INFERENCE_NUM_THREADS"] = threads
+    return options
+
+
+class OpenVinoEngine(BatchedEngine):
+    def __init__(self, model_path: Path, spec: ModelSpec, precision: str = "fp32", threads: int | None = None,
+                 pad_id: int = 0) -> None:
+        import openvino as ov
+
+        self.spec = spec
+        self.pad_id = pad_id
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(model_path)), "CPU", compile_options(precision, threads))
+        self.input_names = {name for port in self.compiled.inputs for name in port.get_names()}
+        self.request = self.compiled.create_infer_request()  # one per instance: Triton calls it one batch at a time
+
+    def _infer(self, feeds: dict[str, np.ndarray], output_name: str) -> np.ndarray:
+        results = self.request.infer(feeds)
+        return np.array(results[self.compiled.output(output_name)], dtype=np.float32)  # a copy: the buffer is reused
