@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.settings import GatewaySettings
 from trident import __version__
+from trident.precision import PRECISIONS, VARIANT_NAMES
 from trident.spec import POOLINGS, QUANTIZATIONS
 from trident.tasks import TASK_NAMES
 
@@ -41,8 +42,13 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
                         help="Triton instances of the engine model (default: 2 for onnxruntime, each with "
                              "cores/2 threads; 1 on a GPU)")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="no_quant",
-                        help="int8: ONNX Runtime dynamic int8 on CPU, kept only if cosine to float32 >= 0.99; "
+                        help="int8: --precision onnxruntime-int8 (ONNX Runtime dynamic int8 on CPU); "
                              "fp8: causal models on the torch engine, FP8 GPUs (a --config file's own wins)")
+    parser.add_argument("--precision", choices=[*PRECISIONS, *VARIANT_NAMES], metavar="PRECISION",
+                        help="the CPU engine's variant: auto (default, or $TRIDENT_PRECISION): the fastest this CPU "
+                             "runs that passes the gate (cosine >= 0.99 / score diff <= 0.01 to float32); fp32, "
+                             "bf16, int8: the fastest of that precision; or a variant: "
+                             f"{', '.join(VARIANT_NAMES)}. One the CPU lacks is refused")
     parser.add_argument("--engine", choices=["onnxruntime", "torch", "tensorrt"], default="onnxruntime",
                         help="onnxruntime (CPU, default), torch (PyTorch on CUDA: fp16/bf16, fp8 on Hopper) or "
                              "tensorrt (a TensorRT plan; needs TensorRT and a GPU to build)")
@@ -127,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 def _build_options(args: argparse.Namespace) -> dict[str, object]:
     return {"task": args.task, "pooling": args.pooling, "max_length": args.max_length,
             "max_num_tokens": args.max_num_tokens, "trust_remote_code": args.trust_remote_code,
-            "engine": args.engine, "quantization": args.quantization, "engine_instances": args.engine_instances}
+            "engine": args.engine, "quantization": args.quantization, "engine_instances": args.engine_instances,
+            "precision": args.precision}
 
 
 def run_build(args: argparse.Namespace) -> int:
