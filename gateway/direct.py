@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ApiError, error_response
-from gateway.observe import note_error
+from gateway.observe import app_routes, note_error
 from gateway.validation import body_schema
 
 Handler = tuple[Callable, type[BaseModel]]
@@ -29,9 +29,9 @@ Handler = tuple[Callable, type[BaseModel]]
 def direct_handlers(routes: list) -> dict[str, Handler]:
     """path -> (handler, wire schema) for every POST route whose handler is `(body: Schema, request)`."""
     table: dict[str, Handler] = {}
-    for route in routes:
+    for path, route in app_routes(routes):
         if isinstance(route, APIRoute) and "POST" in route.methods and (schema := body_schema(route.endpoint)):
-            table[route.path] = (route.endpoint, schema)
+            table[path] = (route.endpoint, schema)
     return table
 
 

@@ -131,14 +131,19 @@ def request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def route_paths(routes: list, prefix: str = "") -> Iterator[str]:
-    """Every path the app answers, looking into included routers (FastAPI keeps them nested)."""
+def app_routes(routes: list, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(path, route) for every route the app answers, looking into included routers (FastAPI keeps them
+    nested)."""
     for route in routes:
         if isinstance(getattr(route, "path", None), str):
-            yield prefix + route.path
+            yield prefix + route.path, route
         elif hasattr(route, "original_router"):
             context = getattr(route, "include_context", None)
-            yield from route_paths(route.original_router.routes, prefix + getattr(context, "prefix", ""))
+            yield from app_routes(route.original_router.routes, prefix + getattr(context, "prefix", ""))
+
+
+def route_paths(routes: list) -> Iterator[str]:
+    return (path for path, _ in app_routes(routes))
 
 
 def route_label(path: str, known: frozenset[str]) -> str:

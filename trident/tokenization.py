@@ -28,6 +28,13 @@ class TokenBatch:
     lengths: np.ndarray  # int32 [n]
     encodings: list[Encoding]
 
+    def rows(self, start: int, end: int) -> TokenBatch:
+        """Rows [start, end) as a batch of their own, padded only to their own longest."""
+        lengths = self.lengths[start:end]
+        longest = int(lengths.max()) if len(lengths) else 0
+        return TokenBatch(self.input_ids[start:end, :longest], self.token_type_ids[start:end, :longest], lengths,
+                          self.encodings[start:end])
+
     def spans(self) -> tuple[np.ndarray, np.ndarray]:
         """Per token, its character span in the text (int32 [n, longest, 2]) and its word index
         (int32 [n, longest]; -1 for special tokens and padding): what NER needs to find words."""

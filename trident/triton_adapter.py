@@ -34,10 +34,13 @@ class StageModel:
     def execute(self, requests: list) -> list:
         """Responses in request order. A request whose client gave up while it was queued (Triton marks it
         cancelled: a hang-up, or the gateway's deadline) is answered CANCELLED without any work: Triton's
-        Python backend hands queued requests over even when they are cancelled."""
+        Python backend hands queued requests over even when they are cancelled. Stages whose work per
+        request is cheaper than asking (`skips_cancelled = False`) just do it."""
         import triton_python_backend_utils as pb_utils
 
-        live = [i for i, request in enumerate(requests) if not request.is_cancelled()]
+        # Asking costs a round trip to tritonserver per request: only a stage whose work costs more asks.
+        check = getattr(self.stage, "skips_cancelled", True)
+        live = [i for i, request in enumerate(requests) if not (check and request.is_cancelled())]
         responses = [pb_utils.InferenceResponse(  # one object per request: the backend frees each one
             error=pb_utils.TritonError("cancelled while queued", pb_utils.TritonError.CANCELLED))
             for _ in requests]
