@@ -5,20 +5,23 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
-
-import uvicorn
 
 from builder.build import BuildOptions, build, summary
 from builder.config_file import fetched_checkpoint, load_build_config
 from builder.errors import BuildError
+from builder.repository import host_step_instances
 from cli.models import DEFAULT_MODEL_NAME, default_model_dir
 from cli.ports import DEFAULT_TRITON_PORTS, PortInUseError, triton_ports
+from cli.procfs import host_cores
 from cli.serve import ModelArg, default_models, prepare_model
-from cli.supervisor import DrainingServer, Supervisor, make_server
+from cli.supervisor import DrainingServer, Supervisor, gateway_config, make_server
 from cli.triton_server import TritonStartError
+from cli.workers import GatewayWorkers, WorkerPlan, default_workers, reserve_port
 from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.settings import GatewaySettings
@@ -77,6 +80,22 @@ def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
                         help="model used when a request names none")
     parser.add_argument("--log-format", choices=["json", "text"], default="json",
                         help="gateway logs: one JSON object per line (default) or plain text")
+    parser.add_argument("--workers", type=_at_least_one, metavar="N",
+                        help="gateway processes on the one port (default: one per 2 cores, at most 8; 1 runs the "
+                             "gateway inside the serve process)")
+    parser.add_argument("--step-instances", type=_at_least_one, metavar="N",
+                        help="Triton instances of each tokenizer / ids / postprocess step of the started Triton "
+                             "(default: one per 4 cores, at most 4)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -167,6 +186,12 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    cores = host_cores()
+    workers = args.workers or default_workers(cores)
+    step_instances = args.step_instances or host_step_instances(cores)
+    logging.getLogger("trident.serve").info("%d core(s): %d gateway worker(s), %d instance(s) per tokenizer / "
+                                            "postprocess step", cores, workers, step_instances)
+    reserved = reserve_port(args.host, args.port) if workers > 1 else []  # a port in use fails now
     supervisor = None
     triton_urls = list(args.triton_url)
     triton_server_id = None  # set when we start Triton: the gateway then talks to that one only
@@ -180,7 +205,7 @@ def run_serve(args: argparse.Namespace) -> int:
             models = [ModelArg.parse(m) for m in args.model] or ([] if args.repository else default_models())
             progress = logging.getLogger("trident.serve").info  # JSON lines too, with --log-format json
             repositories += [prepare_model(m, _build_options(args), progress) for m in models]
-            server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"])
+            server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"], step_instances)
             supervisor = Supervisor(server)
             progress(f"starting tritonserver {server.server_id} (gRPC {server.url}, HTTP {server.http_port}, "
                      f"metrics {server.metrics_port})")
@@ -195,19 +220,30 @@ def run_serve(args: argparse.Namespace) -> int:
             triton_metrics_url=metrics_url, repositories=repositories, triton_server_id=triton_server_id,
         )
         logging.getLogger("trident.serve").info("gateway on http://%s:%d", args.host, args.port)
-        # log_config=None: uvicorn's own loggers go through our (JSON) root handler.
-        app = create_app(settings)
-        # Keep-alive longer than clients' pool expiry (httpx 5 s, aiohttp 15 s): a server that closes an
-        # idle connection just as a client reuses it makes that request fail with no answer at all.
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=10, timeout_keep_alive=75, log_config=None)
-        DrainingServer(config, app.state.admission, args.drain_timeout).run()
+        if workers == 1:
+            app = create_app(settings)
+            DrainingServer(gateway_config(app, args.host, args.port), app.state.admission, args.drain_timeout).run()
+        else:
+            serve_workers(WorkerPlan(settings, args.host, args.port, workers, args.drain_timeout, args.log_format))
     except KeyboardInterrupt:
         pass
     finally:
         if supervisor is not None:
             supervisor.stop()
+        for sock in reserved:
+            sock.close()
     return 0
+
+
+def serve_workers(plan: WorkerPlan) -> None:
+    """`--workers N`: the gateway in N processes until SIGTERM / SIGINT has drained them all."""
+    run_dir = Path(tempfile.mkdtemp(prefix="trident-serve-"))
+    try:
+        pool = GatewayWorkers(plan, run_dir)
+        pool.start()
+        pool.run()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

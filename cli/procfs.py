@@ -113,3 +113,31 @@ def listening_addresses(port: int) -> set[str]:
             if columns[3] == TCP_LISTEN and int(hex_port, 16) == port:
                 found.add(address)
     return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets the process has open (its fds linking to socket:[INODE])."""
+    try:
+        links = [os.readlink(fd) for fd in (PROC / str(pid) / "fd").iterdir()]
+    except OSError:
+        return set()
+    return {int(link[8:-1]) for link in links if link.startswith("socket:[")}
+
+
+TCP_ESTABLISHED = "01"
+
+
+def connection_inode(local_port: int, remote_port: int) -> int | None:
+    """The inode of the established TCP socket from `local_port` to `remote_port` (IPv4 or IPv6), None if
+    there is none or it is not accepted yet (a connection waiting in a listen queue has inode 0)."""
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            columns = line.split()
+            local, remote = (int(address.split(":")[1], 16) for address in columns[1:3])
+            if columns[3] == TCP_ESTABLISHED and (local, remote) == (local_port, remote_port) and columns[9] != "0":
+                return int(columns[9])
+    return None

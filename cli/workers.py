@@ -180,15 +180,20 @@ class GatewayWorkers:
                         worker.index, worker.process.pid, code, delay)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        (self._kill if self._stop.is_set() else self._stop).set()
+        if self._stop.is_set():
+            log.warning("%s again: stopping the gateway workers now", signal.Signals(signum).name)
+            self._kill.set()
+        self._stop.set()
 
     def run(self) -> None:
         """Supervise until SIGTERM / SIGINT, then drain every worker and return when none is left."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        while not self._stop.wait(0.2):
-            self.supervise()
-        self.stop()
+        try:
+            while not self._stop.wait(0.2):
+                self.supervise()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Each worker drains (SIGTERM: new requests 503, admitted ones finish within --drain-timeout);
