@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from gateway.auth import ApiKeyMiddleware
 from gateway.direct import DirectRoutes
@@ -26,6 +28,25 @@ from trident import __version__
 UNPARSABLE = "There was an error parsing the body"
 
 
+class TridentApp(FastAPI):
+    """FastAPI with Trident's middleware (added with `add_middleware`) outside all of FastAPI's own layers,
+    and `DirectRoutes` between the two: a well-formed request to a body route is answered without entering
+    FastAPI at all; docs, GETs and malformed bodies go through FastAPI as usual."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        ours, self.user_middleware = self.user_middleware, []
+        try:
+            fastapi = super().build_middleware_stack()
+        finally:
+            self.user_middleware = ours
+        # Without FastAPI's outermost layer, which answers a bug with a plain-text 500: ObservabilityMiddleware
+        # answers it in the route's JSON error format, with the request id.
+        app: ASGIApp = DirectRoutes(fastapi.app if isinstance(fastapi, ServerErrorMiddleware) else fastapi)
+        for middleware in reversed(ours):
+            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+        return app
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     gateway = Gateway(settings)
 
@@ -35,8 +56,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         yield
         await gateway.stop()
 
-    app = FastAPI(title="Trident", version=__version__, lifespan=lifespan,
-                  description="Embeddings, reranking, classification and NER on NVIDIA Triton.")
+    # FastAPI's own OpenTelemetry off: Trident has its metrics and logs, and the check costs every request.
+    app = TridentApp(title="Trident", version=__version__, lifespan=lifespan,
+                     telemetry={"tracing": False, "metrics": False, "logs": False},
+                     description="Embeddings, reranking, classification and NER on NVIDIA Triton.")
     app.state.gateway = gateway
     app.state.tokenizers = TokenizerStore(settings.repositories)
     app.include_router(embeddings.router)
@@ -66,7 +89,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             return error_response(error, request.url.path)
         return status_response(exc.status_code, str(exc.detail), request.url.path, exc.headers)
 
-    app.add_middleware(DirectRoutes)  # innermost: well-formed bodies skip FastAPI's routing and parsing
     app.state.admission = Admission(settings.max_concurrent_requests)  # `trident serve` drains it on SIGTERM
     app.add_middleware(ConcurrencyLimitMiddleware, admission=app.state.admission)
     if settings.api_key:
