@@ -6,7 +6,7 @@ engine instances, postprocess) and this load generator: share of a core and CPU 
 (from /proc), then Triton's statistics per model: executions, average batch, and queue / compute
 microseconds per request.
 
-    .venv/bin/python bench/hops.py --concurrency 64 --seconds 10 [--quantization int8]
+    .venv/bin/python bench/hops.py --concurrency 64 --seconds 10 [--quantization int8] [--workers N]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def label(pid: int) -> str:
         return "stub" + next((stage for stage in STAGES if stage in command), " (other)") + f" [{pid}]"
     if "tritonserver" in command:
         return "tritonserver"
+    if "cli.gateway_worker" in command:
+        return f"gateway worker [{pid}]"
     return "gateway (trident serve)"
 
 
@@ -68,6 +70,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--quantization", default="no_quant")
+    parser.add_argument("--workers", type=int, default=1, help="trident serve --workers")
     args = parser.parse_args()
 
     from cli.main import _build_options
@@ -78,7 +81,8 @@ def main() -> int:
     options = _build_options(cli_parser().parse_args(["serve", "--quantization", args.quantization]))
     repository = prepare_model(ModelArg(str(default_model_dir()), DEFAULT_MODEL_NAME), options, progress=print)
     texts = short_texts(2048)
-    stack = Stack(["--repository", str(repository)], ROOT / "bench" / "results" / "hops-serve.log").start()
+    stack = Stack(["--repository", str(repository), "--workers", str(args.workers)],
+                  ROOT / "bench" / "results" / "hops-serve.log").start()
     try:
         pids = procfs.descendants(stack.process.pid)
         cpu_before, stats_before = {pid: procfs.cpu_seconds(pid) for pid in pids}, triton_stats(stack)
