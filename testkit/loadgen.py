@@ -29,6 +29,7 @@ class LoadResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    p999_ms: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,7 +44,9 @@ async def run_load(
     duration_s: float,
     max_requests: int = 1_000_000,
     warmup_requests: int = 0,
+    on_answer: Callable[[int, bytes], None] | None = None,
 ) -> LoadResult:
+    """`on_answer(i, body)` sees the body of each successful answer to request i (to check it)."""
     latencies: list[float] = []
     errors = 0
     sent = 0
@@ -57,14 +60,17 @@ async def run_load(
         async def worker() -> None:
             nonlocal errors, sent
             while time.perf_counter() < deadline and sent < max_requests:
-                body = make_body(sent)
+                index = sent
+                body = make_body(index)
                 sent += 1
                 started = time.perf_counter()
                 async with session.post(url, json=body) as response:
-                    await response.read()
+                    answer = await response.read()
                     ok = response.status == 200
                 if ok:
                     latencies.append(time.perf_counter() - started)
+                    if on_answer is not None:
+                        on_answer(index, answer)
                 else:
                     errors += 1
 
@@ -79,4 +85,5 @@ async def run_load(
         requests_per_s=done / seconds, inputs_per_s=done * inputs_per_request / seconds,
         tokens_per_s=done * inputs_per_request * tokens_per_input / seconds,
         p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
+        p999_ms=float(np.percentile(ms, 99.9)),
     )
