@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install serve test test-fast fuzz soak lint bench loadtest peers clean gpu-pack gpu-dry-run
+.PHONY: install serve test test-fast fuzz soak lint bench loadtest peers peers-st clean gpu-pack gpu-dry-run
 
 install: $(STAMP)
 
@@ -44,7 +44,17 @@ peers:
 	     "sentence-transformers<4" "transformers<=5.0" "optimum[onnxruntime]==1.17.1" "datasets==2.18.0" \
 	     "pyarrow==15.0.2" "fsspec==2024.2.0" ) || echo "infinity-emb could not be installed: bench runs without it"
 
-bench: $(BENCH_STAMP) peers
+# sentence-transformers' own ONNX and OpenVINO backends (optimum-onnx, optimum-intel) need transformers < 5: their venv.
+peers-st:
+	( test -x .venv-st/bin/python && .venv-st/bin/python -c "import optimum.intel, optimum.onnxruntime" 2>/dev/null ) \
+	|| ( $(PYTHON) -m venv .venv-st \
+	  && .venv-st/bin/python -m pip install -q --upgrade pip \
+	  && .venv-st/bin/python -m pip install -q torch==2.13.0 \
+	  && .venv-st/bin/python -m pip install -q "sentence-transformers[onnx,openvino]==5.7.0" "optimum-intel==1.27.0" \
+	     "optimum-onnx==0.1.0" "optimum==2.1.0" "transformers==4.57.6" "openvino==2026.4.1" ) \
+	|| echo "sentence-transformers' onnx / openvino backends could not be installed: bench runs without them"
+
+bench: $(BENCH_STAMP) peers peers-st
 	$(BIN)/python bench/run.py
 
 loadtest: $(BENCH_STAMP)

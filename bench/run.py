@@ -235,6 +235,7 @@ def main() -> int:
     parser.add_argument("--sweep", type=int, nargs="*", default=[1, 4, 16, 64])
     parser.add_argument("--skip-infinity", action="store_true")
     parser.add_argument("--skip-int8", action="store_true", help="skip the --quantization int8 build's run")
+    parser.add_argument("--skip-precision", action="store_true", help="skip bench/precision.py's variants and peers")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
@@ -279,6 +280,10 @@ def main() -> int:
     if not args.skip_infinity:
         results["infinity"] = best_infinity(model_dir, long, short, tokens_long, tokens_short, args, logs)
 
+    if not args.skip_precision:  # every engine variant this CPU allows, and the peers a user would pick on it
+        from bench.precision import precision_table
+
+        results["precision"] = precision_table(model_dir, long, tokens_long, results, args.seconds, args.out, logs)
     print("... engine vs matmul", flush=True)
     results["engine"] = engine_flops(repository, DEFAULT_MODEL_NAME, 256)
     results["matmul_flops"] = matmul_flops()
