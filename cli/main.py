@@ -192,6 +192,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.getLogger("trident.serve").info("%d core(s): %d gateway worker(s), %d instance(s) per tokenizer / "
                                             "postprocess step", cores, workers, step_instances)
     reserved = reserve_port(args.host, args.port) if workers > 1 else []  # a port in use fails now
+    port = reserved[0].getsockname()[1] if reserved else args.port
     supervisor = None
     triton_urls = list(args.triton_url)
     triton_server_id = None  # set when we start Triton: the gateway then talks to that one only
@@ -219,12 +220,12 @@ def run_serve(args: argparse.Namespace) -> int:
             auto_truncate=args.auto_truncate, api_key=args.api_key, default_model=args.default_model,
             triton_metrics_url=metrics_url, repositories=repositories, triton_server_id=triton_server_id,
         )
-        logging.getLogger("trident.serve").info("gateway on http://%s:%d", args.host, args.port)
+        logging.getLogger("trident.serve").info("gateway on http://%s:%d", args.host, port)
         if workers == 1:
             app = create_app(settings)
-            DrainingServer(gateway_config(app, args.host, args.port), app.state.admission, args.drain_timeout).run()
+            DrainingServer(gateway_config(app, args.host, port), app.state.admission, args.drain_timeout).run()
         else:
-            serve_workers(WorkerPlan(settings, args.host, args.port, workers, args.drain_timeout, args.log_format))
+            serve_workers(WorkerPlan(settings, args.host, port, workers, args.drain_timeout, args.log_format))
     except KeyboardInterrupt:
         pass
     finally:

@@ -86,7 +86,8 @@ def _addresses(host: str, port: int) -> list[tuple]:
 
 
 def reuse_port_sockets(host: str, port: int, listen: bool) -> list[socket.socket]:
-    """A SO_REUSEPORT TCP socket bound to each address of `host` (as uvicorn binds them), listening or not."""
+    """A SO_REUSEPORT TCP socket bound to each address of `host` (as uvicorn binds them), listening or not.
+    Port 0: the port the first one got, for all of them."""
     sockets = []
     try:
         for family, kind, proto, _, address in _addresses(host, port):
@@ -96,7 +97,8 @@ def reuse_port_sockets(host: str, port: int, listen: bool) -> list[socket.socket
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
+            sock.bind((address[0], port, *address[2:]))
+            port = sock.getsockname()[1]
             if listen:
                 sock.listen(2048)
                 sock.setblocking(False)
@@ -109,7 +111,8 @@ def reuse_port_sockets(host: str, port: int, listen: bool) -> list[socket.socket
 
 def reserve_port(host: str, port: int) -> list[socket.socket]:
     """The serve process's own bound, never listening, sockets on the gateway port (connections only go
-    to listening sockets): a port in use fails here, before any model is built."""
+    to listening sockets): a port in use fails here, before any model is built. Port 0 picks a free one
+    (`getsockname` of any of them says which; the workers bind that one)."""
     try:
         return reuse_port_sockets(host, port, listen=False)
     except OSError as exc:

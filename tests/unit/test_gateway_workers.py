@@ -5,6 +5,7 @@ the served copy of a build with this host's instance counts. tests/test_gateway_
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,8 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from builder.repository import HOST_SIZED_ROLES, host_step_instances, model_name, served_copy
 from cli.main import parser
-from cli.workers import WorkerPlan, default_workers, first_slot
+from cli.ports import PortInUseError
+from cli.workers import WorkerPlan, default_workers, first_slot, reserve_port, reuse_port_sockets
 from gateway.limits import Admission, SharedSlots
 from gateway.settings import GatewaySettings
 from trident.spec import ModelSpec
@@ -44,6 +46,24 @@ def test_worker_and_instance_counts_below_one_are_refused(flag, value, capsys):
         parser().parse_args(["serve", flag, value])
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_the_gateway_port_is_reserved_for_the_workers_and_a_taken_one_fails_at_start():
+    reserved = reserve_port("127.0.0.1", 0)
+    try:
+        port = reserved[0].getsockname()[1]
+        workers = [reuse_port_sockets("127.0.0.1", port, listen=True) for _ in range(2)]  # both bind
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))  # a program without SO_REUSEPORT cannot take it
+        for sockets in workers:
+            sockets[0].close()
+    finally:
+        reserved[0].close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(PortInUseError, match="--port"):
+            reserve_port("127.0.0.1", taken.getsockname()[1])
 
 
 def test_shared_slots_are_one_limit_across_processes_and_a_killed_process_gives_its_back(tmp_path):
