@@ -4,7 +4,7 @@ The serve process keeps supervising Triton (cli/supervisor.py) and starts each w
 cli.gateway_worker`, never a fork of a process holding gRPC channels or threads). Every worker binds its own
 listening socket to the same host:port with SO_REUSEPORT, so the kernel spreads new connections over the
 workers evenly; one inherited socket would let whichever worker wakes first accept a whole burst of
-connections (asyncio accepts up to its backlog per wake-up). The serve process holds a bound, never
+connections (uvloop and asyncio accept every pending connection per wake-up). The serve process holds a bound, never
 listening, socket on the port for its whole life: a port in use fails at start, and nobody else can take
 the port while a worker restarts.
 
