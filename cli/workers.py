@@ -161,9 +161,6 @@ class GatewayWorkers:
         worker.started, worker.restart_at = time.monotonic(), None
         log.info("gateway worker %d started (pid %d)", worker.index, worker.process.pid)
 
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers if w.process is not None and w.process.poll() is None]
-
     def supervise(self) -> None:
         """Start again each worker that exited, after a delay that grows while it keeps exiting."""
         now = time.monotonic()
