@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -47,12 +48,24 @@ class TridentApp(FastAPI):
         return app
 
 
+def freeze_startup_heap() -> None:
+    """Put what is alive once the server is up out of the garbage collector's reach (`gc.freeze`).
+
+    A full collection walks every object: in `trident serve`, whose process also ran the builder, that is
+    torch's and transformers' millions, and one walk stalled the event loop, and every request in flight,
+    for up to 0.3 s (measured with gc.callbacks under 5-token load at concurrency 64): the unfair tail.
+    Frozen, a collection walks only the objects requests create."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     gateway = Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await gateway.start()
+        freeze_startup_heap()
         yield
         await gateway.stop()
 

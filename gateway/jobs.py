@@ -268,9 +268,9 @@ def gather(parts: list[np.ndarray], name: str) -> np.ndarray:
 async def run(backend: Backend, spec: ModelSpec, job: Job, step: int) -> Result:
     """The job as sub-requests of at most `step` inputs, run concurrently, gathered in order."""
     outputs, model = job.outputs(spec), job.model(spec)
-    parts = await asyncio.gather(*(backend.infer(model, job.tensors(start, end), outputs, offset=start,
-                                                 param=job.param)
-                                   for start, end in job.spans(step)))
+    calls = [backend.infer(model, job.tensors(start, end), outputs, offset=start, param=job.param)
+             for start, end in job.spans(step)]
+    parts = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)  # one: no task to schedule
     result = Result({name: parts[0][name] if len(parts) == 1 else gather([part[name] for part in parts], name)
                      for name in outputs})
     note_usage(model=spec.name, inputs=len(job), tokens=result.num_tokens, characters=job.characters,

@@ -7,6 +7,7 @@ that request's error (tagged: `trident.errors`) without failing the others of th
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class StageModel:
         spec = ModelSpec.from_json(config["parameters"][MANIFEST_PARAMETER]["string_value"])
         files = Path(args["model_repository"]) / args["model_version"]
         self.stage = self.stage_class(spec, files)
+        # What the stub loaded (numpy, the tokenizer, the engine's runtime) stays out of the collector's walks:
+        # a full collection pauses every request of the batch being handled.
+        gc.collect()
+        gc.freeze()
 
     def execute(self, requests: list) -> list:
         """Responses in request order. A request whose client gave up while it was queued (Triton marks it
