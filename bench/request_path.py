@@ -5,6 +5,7 @@ For `--workers 1` and `--workers 2`, with ~5-token requests (one input each) to 
 - at concurrency 64, CPU milliseconds per request of each hop (gateway processes, tritonserver, and the
   tokenizer / engine / postprocess stubs), from /proc: what is spent outside the engine, per request;
 - every answer under load checked against the same input sent alone (max |difference|).
+And the tail of big requests: 32 x ~256-token inputs per request at concurrency 8 (p50 / p99).
 Also the engine alone on one 5-token input (the served variant, in this process, its threads as served):
 "one request alone" is compared with it.
 
@@ -68,7 +69,8 @@ def alone(base_url: str, model: str, texts: list[str]) -> list[np.ndarray]:
                 for text in texts]
 
 
-def one_setting(repository: Path, model: str, texts: list[str], workers: int, seconds: float, logs: Path) -> dict:
+def one_setting(repository: Path, model: str, texts: list[str], long: list[str], workers: int, seconds: float,
+                logs: Path) -> dict:
     stack = Stack(["--repository", str(repository), "--workers", str(workers)], logs / f"request-path-{workers}.log")
     stack.start()
     try:
@@ -93,7 +95,11 @@ def one_setting(repository: Path, model: str, texts: list[str], workers: int, se
                 run["cpu_ms_per_request"] = {hop: round(ms, 3) for hop, ms in per_request.items()}
                 run["cpu_ms_outside_engine"] = round(sum(ms for hop, ms in per_request.items() if hop != "engine"), 3)
             runs[str(concurrency)] = run
-        return {"workers": workers, "concurrency": runs, "max_abs_diff_vs_alone": worst}
+        big = asyncio.run(run_load(url, lambda i: {"input": [long[(32 * i + k) % len(long)] for k in range(32)],
+                                                   "model": model}, 32, 0, 8, seconds, warmup_requests=2))
+        return {"workers": workers, "concurrency": runs, "max_abs_diff_vs_alone": worst,
+                "32x256_concurrency_8": {key: round(getattr(big, key), 2)
+                                         for key in ("requests_per_s", "p50_ms", "p99_ms", "p999_ms")}}
     finally:
         stack.stop()
 
@@ -122,17 +128,18 @@ def engine_alone(repository: Path, model: str, text: str, seconds: float = 3.0) 
             "engine": f"{spec.engine} {getattr(spec, 'precision', '') or spec.quantization}".strip()}
 
 
-def request_path_table(repository: Path, model: str, texts: list[str], seconds: float, logs: Path,
+def request_path_table(repository: Path, model: str, texts: list[str], long: list[str], seconds: float, logs: Path,
                        workers: tuple[int, ...] = (1, 2), infinity_requests_per_s: float | None = None) -> dict:
     table = {"engine_alone": engine_alone(repository, model, texts[0]),
-             "settings": [one_setting(repository, model, texts, n, seconds, logs) for n in workers]}
-    first = table["settings"][0]["concurrency"]
+             "settings": [one_setting(repository, model, texts, long, n, seconds, logs) for n in workers]}
+    first, big = table["settings"][0]["concurrency"], table["settings"][0]["32x256_concurrency_8"]
     best = max((s["concurrency"][str(c)]["requests_per_s"], s["workers"], c)
                for s in table["settings"] for c in CONCURRENCY)
     table["targets"] = {
         "cpu_ms_outside_engine (<= 1.0)": first[str(CPU_AT)]["cpu_ms_outside_engine"],
         "alone_p50_ms - engine_p50_ms (<= 1.5)": round(first["1"]["p50_ms"] - table["engine_alone"]["p50_ms"], 3),
         "p99 / p50 at concurrency 64 (<= 2)": round(first["64"]["p99_ms"] / first["64"]["p50_ms"], 2),
+        "p99 / p50, 32 x 256 tokens at concurrency 8 (<= 2)": round(big["p99_ms"] / big["p50_ms"], 2),
         "best requests/s (workers, concurrency)": best,
         "best requests/s / infinity's best (>= 2)": round(best[0] / infinity_requests_per_s, 2)
         if infinity_requests_per_s else None,
@@ -152,6 +159,9 @@ def print_table(table: dict) -> None:
             if "cpu_ms_per_request" in run:
                 hops = ", ".join(f"{hop} {ms:.3f}" for hop, ms in run["cpu_ms_per_request"].items())
                 print(f"      CPU ms per request: {hops}; outside the engine {run['cpu_ms_outside_engine']:.3f}")
+        big = setting["32x256_concurrency_8"]
+        print(f"  --workers {setting['workers']} 32 x 256 tokens, concurrency 8: {big['requests_per_s']:.2f} req/s  "
+              f"p50 {big['p50_ms']:.1f}  p99 {big['p99_ms']:.1f} ms")
         print(f"      max |answer under load - alone|: {setting['max_abs_diff_vs_alone']:.2e}")
     for name, value in table["targets"].items():
         print(f"  {name}: {value}")
@@ -163,7 +173,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     args = parser.parse_args()
 
-    from bench.run import short_texts
+    from bench.run import long_texts, short_texts
     from cli.main import _build_options
     from cli.main import parser as cli_parser
     from cli.models import DEFAULT_MODEL_NAME, default_model_dir
@@ -173,8 +183,8 @@ def main() -> int:
     repository = prepare_model(ModelArg(str(default_model_dir()), DEFAULT_MODEL_NAME), options, progress=print)
     logs = ROOT / "bench" / "results" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    table = request_path_table(repository, DEFAULT_MODEL_NAME, short_texts(2048), args.seconds, logs,
-                               tuple(args.workers))
+    table = request_path_table(repository, DEFAULT_MODEL_NAME, short_texts(2048), long_texts(512), args.seconds,
+                               logs, tuple(args.workers))
     print_table(table)
     print(json.dumps(table, indent=2))
     return 0
