@@ -236,6 +236,7 @@ def main() -> int:
     parser.add_argument("--skip-infinity", action="store_true")
     parser.add_argument("--skip-int8", action="store_true", help="skip the --quantization int8 build's run")
     parser.add_argument("--skip-precision", action="store_true", help="skip bench/precision.py's variants and peers")
+    parser.add_argument("--skip-request-path", action="store_true", help="skip bench/request_path.py's figures")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
@@ -284,6 +285,13 @@ def main() -> int:
         from bench.precision import precision_table
 
         results["precision"] = precision_table(model_dir, long, tokens_long, results, args.seconds, args.out, logs)
+    if not args.skip_request_path:  # the server's own cost around the engine, --workers 1 and 2
+        from bench.request_path import print_table, request_path_table
+
+        print("... request path (--workers 1, 2)", flush=True)
+        results["request_path"] = request_path_table(
+            repository, DEFAULT_MODEL_NAME, short, long, min(args.seconds, 8.0), logs,
+            infinity_requests_per_s=results.get("infinity", {}).get("requests", {}).get("requests_per_s"))
     print("... engine vs matmul", flush=True)
     results["engine"] = engine_flops(repository, DEFAULT_MODEL_NAME, 256)
     results["matmul_flops"] = matmul_flops()
@@ -321,6 +329,8 @@ def main() -> int:
         **results["ratios"],
     }
     print(json.dumps(summary, indent=2))
+    if "request_path" in results:
+        print_table(results["request_path"])
     print(f"results: {args.out / stamp}.json")
     return 0
 
