@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from cli import procfs
+from testkit.reliability import triton_pid
 from testkit.stack import Stack, shm_regions
 
 MODEL = "all-MiniLM-L6-v2"
@@ -40,10 +41,6 @@ def workers_stack(embedding_repositories, tmp_path_factory):
 def worker_pids(stack: Stack) -> list[int]:
     return sorted(pid for pid in procfs.children(stack.process.pid)
                   if procfs.alive(pid) and "cli.gateway_worker" in procfs.cmdline(pid))
-
-
-def triton_pid(stack: Stack) -> int:
-    return next(pid for pid in procfs.children(stack.process.pid) if "tritonserver" in " ".join(procfs.cmdline(pid)))
 
 
 class Client:
