@@ -23,7 +23,7 @@ import uvicorn
 
 from builder.repository import served_copy
 from cli import procfs
-from cli.triton_server import TritonServer, clean_shared_memory
+from cli.triton_server import TritonServer, TritonStartError, clean_shared_memory
 
 log = logging.getLogger("trident.serve")
 
@@ -85,6 +85,9 @@ def make_server(repositories: list[Path], http_port: int, grpc_port: int, metric
                 step_instances: int = 1) -> TritonServer:
     """A tritonserver over served copies of the builds (builder.repository.served_copy: links, with the
     cheap steps' instance counts of this host), so a build never changes with the host serving it."""
+    for repository in repositories:
+        if not repository.is_dir():
+            raise TritonStartError(f"model repository {repository} is not a folder")
     work_dir = Path(tempfile.mkdtemp(prefix="trident-triton-"))
     served = [served_copy(repository, work_dir / "repositories" / str(index), step_instances)
               for index, repository in enumerate(repositories)]

@@ -130,3 +130,11 @@ def test_the_served_copy_sizes_the_cheap_steps_for_the_host_and_links_the_build(
     for spec in specs:  # the engine keeps the spec's count
         engine = served / model_name(spec, "engine")
         assert [group.count for group in _config(engine).instance_group] == [spec.engine_instances]
+
+
+def test_a_repository_that_is_not_a_folder_is_a_clear_error_before_triton_starts(tmp_path):
+    from cli.supervisor import make_server
+    from cli.triton_server import TritonStartError
+
+    with pytest.raises(TritonStartError, match="is not a folder"):
+        make_server([tmp_path / "missing"], 1, 2, 3)
