@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from cli import procfs
+from cli.workers import default_workers
 from testkit.reliability import triton_pid
 from testkit.stack import Stack, shm_regions
 
@@ -90,6 +91,14 @@ def metric(client: Client, name: str) -> float:
 def cosine(vectors) -> float:
     a, b = (np.array(item["embedding"]) for item in vectors["data"])
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_the_default_worker_count_follows_the_host_and_one_means_no_worker_process(stack):
+    """The suite's shared stack runs with the defaults: one gateway per 2 cores, at most 8 (1 on 2 cores:
+    the gateway inside the serve process, no worker process at all)."""
+    workers = default_workers(procfs.host_cores())
+    assert f"{workers} gateway worker(s)" in stack.log_path.read_text()
+    assert len(worker_pids(stack)) == (0 if workers == 1 else workers)
 
 
 def test_two_workers_each_serve_embeddings_and_triton_runs_two_instances_per_step(workers_stack):
