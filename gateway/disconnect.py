@@ -13,16 +13,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CLIENT_GONE = "trident.client_gone"  # set in the scope when the handler was cancelled for a hang-up
 
 
+def replay(body: bytes, then: Receive) -> Receive:
+    """`receive` for an app reading a body already read: the body once, then what `then` says."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return again
+
+
 async def serve_until_disconnect(app: ASGIApp, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
     """Run `app` on an already read `body` while watching the connection; cancel it if the client leaves."""
     gone = asyncio.Event()
-    replayed = False
 
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+    async def disconnected() -> Message:
         await gone.wait()
         return {"type": "http.disconnect"}
 
@@ -31,7 +40,7 @@ async def serve_until_disconnect(app: ASGIApp, scope: Scope, body: bytes, receiv
             pass
         gone.set()
 
-    handler = asyncio.ensure_future(app(scope, replay, send))
+    handler = asyncio.ensure_future(app(scope, replay(body, disconnected), send))
     watcher = asyncio.ensure_future(watch())
     try:
         await asyncio.wait((handler, watcher), return_when=asyncio.FIRST_COMPLETED)
