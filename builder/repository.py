@@ -31,11 +31,20 @@ from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
 # an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
-# manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens`, sparse and multi-vector models.
-REPOSITORY_FORMAT = 3
+# manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens`, sparse and multi-vector models;
+# 4 no queue delays on CPU.
+REPOSITORY_FORMAT = 4
 MAX_BATCH_SIZE = 256
-# Queue delays: the engine waits a little for a fuller batch; the cheap steps do not.
-QUEUE_DELAY_US = {"tokenizer": 100, "ids": 100, "engine": 500, "postprocess": 0}
+# Queue delays. A lone request waits out its steps' delays (Triton 2.51 at concurrency 1: queue 645 us at an
+# engine with 500, 258 us at a tokenizer with 100, 120 us at the postprocess with 0), and under load the
+# queue forms a batch while an instance is busy anyway. So nothing waits on CPU, where batching saves only
+# a call's overhead; a GPU engine (torch, TensorRT) waits 500 us for a fuller batch, which costs it about
+# what one input does.
+GPU_ENGINE_QUEUE_DELAY_US = 500
+
+
+def queue_delay_us(spec: ModelSpec, role: str) -> int:
+    return GPU_ENGINE_QUEUE_DELAY_US if role == "engine" and spec.engine != "onnxruntime" else 0
 # The steps whose instance count follows the serving host (`served_copy`); a build writes 1 for them, so a
 # cached build carries no host's core count to another host. The engine's count is the spec's.
 HOST_SIZED_ROLES = ("tokenizer", "ids", "postprocess")
@@ -145,7 +154,7 @@ def python_config(spec: ModelSpec, step: Step) -> pb.ModelConfig:
     _declare(step.inputs, config.input, is_input=True)
     _declare(step.outputs, config.output, is_input=False)
     config.dynamic_batching.SetInParent()
-    config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US[step.role]
+    config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us(spec, step.role)
     instances = spec.engine_instances if step.role == "engine" else 1
     config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances)
     _manifest(config, spec)
