@@ -1,7 +1,7 @@
 """The CPU engine's variants, built and served: a forced precision the CPU lacks is refused (exit code 2), a
 variant that fails the gate is never written, the serve-time re-check on another kind of CPU, OpenVINO inside
-Triton's Python stub, and the real all-MiniLM-L6-v2 in the reduced precision this CPU has (bf16 where it can;
-else int8: auto's choice among every variant is the tiny model's test, kept short).
+Triton's Python stub, and the real all-MiniLM-L6-v2 in bf16 where the CPU has it (else its fastest float32
+variant; auto's choice among every variant is the tiny model's test, kept short).
 
 Stated tolerances: float32 variants within 1e-4 of sentence-transformers; every reduced precision at
 cosine >= 0.99 to float32 per text over the gate's texts (trident.precision).
@@ -44,7 +44,7 @@ from trident.spec import ModelSpec
 AVX2_ONLY = "fpu sse4_2 avx avx2 fma"
 HAS_BF16 = missing(variant("openvino-bf16"), cpu.cpu_flags()) is None
 REDUCED = "openvino-bf16" if HAS_BF16 else "openvino-int8"  # a reduced precision this CPU runs
-MINILM_PRECISION = "bf16" if HAS_BF16 else "int8"  # int8: ONNX Runtime's or OpenVINO's, whichever passes
+MINILM_PRECISION = "bf16" if HAS_BF16 else "fp32"
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,15 @@ def _load(repository: Path) -> tuple[ModelSpec, Path]:
     return ModelSpec.load(repository / "t" / "manifest.json"), repository / "t_engine" / "1"
 
 
+def another_cpu(spec: ModelSpec) -> frozenset[str]:
+    """An AVX2 CPU without bf16 whose relevant flags differ from those the build recorded (on an AVX2-only
+    build machine: one with AVX-512 but no bf16)."""
+    flags = frozenset(AVX2_ONLY.split())
+    if cpu.relevant_flags(flags) == spec.variant_choice["cpu_flags"]:
+        flags |= {"avx512f", "avx512bw"}
+    return flags
+
+
 def test_served_on_the_cpu_kind_it_was_chosen_on_it_is_trusted(int8_build, caplog):
     spec, folder = _load(int8_build)
     with caplog.at_level(logging.WARNING, "trident.precision"):
@@ -121,7 +130,7 @@ def test_served_on_the_cpu_kind_it_was_chosen_on_it_is_trusted(int8_build, caplo
 def test_on_another_cpu_kind_the_variant_is_re_checked_before_it_is_served(int8_build, caplog):
     spec, folder = _load(int8_build)
     with caplog.at_level(logging.WARNING, "trident.precision"):
-        engine = served_engine(spec, folder, flags=frozenset(AVX2_ONLY.split()))
+        engine = served_engine(spec, folder, flags=another_cpu(spec))
     assert engine.session._model_path.endswith("int8/model.onnx")
     assert "re-checked here" in caplog.text and "kept" in caplog.text
 
@@ -133,7 +142,7 @@ def test_a_variant_failing_the_re_check_falls_back_to_float32(int8_build, tmp_pa
     shutil.copytree(folder, tampered)
     save_gate(tampered / GATE_FILE, ids, types, [-e for e in expected], labels)  # float32 "said" the opposite
     with caplog.at_level(logging.WARNING, "trident.precision"):
-        engine = served_engine(spec, tampered, flags=frozenset(AVX2_ONLY.split()))
+        engine = served_engine(spec, tampered, flags=another_cpu(spec))
     assert engine.session._model_path.endswith(f"{tampered.name}/model.onnx")
     assert "serving onnxruntime-fp32 instead of onnxruntime-int8" in caplog.text and "fails the gate" in caplog.text
 
@@ -142,7 +151,7 @@ def test_a_variant_this_cpu_lacks_is_not_served(int8_build, caplog):
     spec, folder = _load(int8_build)
     spec.variant = "openvino-bf16"  # as a build on an AVX512_BF16 / AMX CPU records it
     with caplog.at_level(logging.WARNING, "trident.precision"):
-        engine = served_engine(spec, folder, flags=frozenset(AVX2_ONLY.split()))
+        engine = served_engine(spec, folder, flags=another_cpu(spec))
     assert isinstance(engine, OnnxEngine) and engine.session._model_path.endswith("1/model.onnx")
     assert "needs a CPU with avx512_bf16 or amx_bf16" in caplog.text
 
@@ -153,7 +162,7 @@ def test_a_variant_this_cpu_lacks_is_not_served(int8_build, caplog):
 @pytest.fixture(scope="module")
 def variant_stack(tiny, minilm_dir, tmp_path_factory):
     """A tiny model on OpenVINO float32 (a repository), and all-MiniLM-L6-v2 built by `serve --precision bf16`
-    (int8 without bf16)."""
+    (fp32 without bf16)."""
     repository = tmp_path_factory.mktemp("ov-fp32")
     built(tiny, repository, "openvino-fp32")
     server = Stack(["--repository", str(repository), "--model", f"minilm-reduced={minilm_dir}",
