@@ -104,33 +104,34 @@ def one_setting(repository: Path, model: str, texts: list[str], long: list[str],
         stack.stop()
 
 
-def engine_alone(repository: Path, model: str, text: str, seconds: float = 3.0) -> dict:
-    """The served engine variant on one input, as its Triton instance runs it (same threads), p50."""
+def engine_alone(repository: Path, model: str, texts: list[str], seconds: float = 4.0) -> dict:
+    """The served engine variant on one input at a time, the same texts in the same order as the load (token
+    counts vary, as they do for the server), as its Triton instance runs it (same threads): p50."""
     from trident.spec import ModelSpec
     from trident.stages import load_engine
     from trident.tokenization import TextTokenizer
 
     spec = ModelSpec.load(repository / model / "manifest.json")
-    files = repository / f"{model}_engine" / "1"
-    engine = load_engine(spec, files)
+    engine = load_engine(spec, repository / f"{model}_engine" / "1")
     tokenizer = TextTokenizer(repository / f"{model}_tokenizer" / "1" / "tokenizer.json", spec.max_length,
                               spec.pad_token_id)
-    batch = tokenizer.encode([text])
-    ids, types = [batch.input_ids[0]], [batch.token_type_ids[0]]
-    for _ in range(20):
-        engine.run(ids, types)
+    inputs = [tokenizer.encode([text]) for text in texts]
+    for batch in inputs[:50]:
+        engine.run([batch.input_ids[0]], [batch.token_type_ids[0]])
     times, deadline = [], time.perf_counter() + seconds
     while time.perf_counter() < deadline:
+        batch = inputs[len(times) % len(inputs)]
         started = time.perf_counter()
-        engine.run(ids, types)
+        engine.run([batch.input_ids[0]], [batch.token_type_ids[0]])
         times.append(time.perf_counter() - started)
-    return {"tokens": int(batch.lengths[0]), "p50_ms": round(1000 * float(np.median(times)), 3),
-            "engine": f"{spec.engine} {getattr(spec, 'precision', '') or spec.quantization}".strip()}
+    return {"tokens_mean": round(float(np.mean([b.lengths[0] for b in inputs])), 1),
+            "p50_ms": round(1000 * float(np.median(times)), 3),
+            "engine": getattr(spec, "variant", "") or spec.engine}
 
 
 def request_path_table(repository: Path, model: str, texts: list[str], long: list[str], seconds: float, logs: Path,
                        workers: tuple[int, ...] = (1, 2), infinity_requests_per_s: float | None = None) -> dict:
-    table = {"engine_alone": engine_alone(repository, model, texts[0]),
+    table = {"engine_alone": engine_alone(repository, model, texts),
              "settings": [one_setting(repository, model, texts, long, n, seconds, logs) for n in workers]}
     first, big = table["settings"][0]["concurrency"], table["settings"][0]["32x256_concurrency_8"]
     best = max((s["concurrency"][str(c)]["requests_per_s"], s["workers"], c)
@@ -150,7 +151,8 @@ def request_path_table(repository: Path, model: str, texts: list[str], long: lis
 
 def print_table(table: dict) -> None:
     engine = table["engine_alone"]
-    print(f"request path: engine alone ({engine['engine']}, {engine['tokens']} tokens) p50 {engine['p50_ms']} ms")
+    print(f"request path: engine alone ({engine['engine']}, {engine['tokens_mean']} tokens on average) "
+          f"p50 {engine['p50_ms']} ms")
     for setting in table["settings"]:
         for concurrency, run in setting["concurrency"].items():
             print(f"  --workers {setting['workers']} concurrency {concurrency:>3}: {run['requests_per_s']:7.1f} req/s  "
