@@ -156,6 +156,16 @@ def test_a_variant_this_cpu_lacks_is_not_served(int8_build, caplog):
     assert "needs a CPU with avx512_bf16 or amx_bf16" in caplog.text
 
 
+def test_an_openvino_variant_where_openvino_is_not_installed_serves_float32(int8_build, caplog, monkeypatch):
+    spec, folder = _load(int8_build)
+    spec.variant = "openvino-fp32"
+    monkeypatch.setattr("trident.precision.openvino_installed", lambda: False)
+    with caplog.at_level(logging.WARNING, "trident.precision"):
+        engine = served_engine(spec, folder, flags=cpu.cpu_flags())  # the very CPU it was built on
+    assert isinstance(engine, OnnxEngine) and engine.session._model_path.endswith("1/model.onnx")
+    assert "needs the openvino package" in caplog.text
+
+
 # --- served by the real Triton ----------------------------------------------------------------------------
 
 

@@ -204,9 +204,9 @@ def served_engine(spec: ModelSpec, folder: Path, threads: int | None = None,
     flags = cpu.cpu_flags() if flags is None else flags
     name = spec.variant
     recorded = spec.variant_choice.get("cpu_flags")
-    if name == REFERENCE or recorded == cpu.relevant_flags(flags):
+    reason = missing(variant(name), flags)  # also: OpenVINO not installed where this is served
+    if name == REFERENCE or (reason is None and recorded == cpu.relevant_flags(flags)):
         return open_engine(name, folder, spec, threads)
-    reason = missing(variant(name), flags)
     if reason is None and (folder / GATE_FILE).is_file():
         engine = open_engine(name, folder, spec, threads)
         ids, types, expected, label_texts = load_gate(folder / GATE_FILE)
