@@ -92,6 +92,17 @@ def flops_per_token(model_dir: Path, tokens: int) -> float:
     return layers * (2 * (4 * d * d + 2 * d * ffn) + 4 * tokens * d)  # projections, FFN, attention
 
 
+def engine_tokens_per_s(engine, tokens: int, seconds: float = 4.0) -> float:
+    """An engine alone on 32 inputs of `tokens` tokens, run for at least `seconds` (and twice)."""
+    sequences = [np.full(tokens, 1000, dtype=np.int64) for _ in range(32)]
+    engine.run(sequences)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or runs < 2:
+        engine.run(sequences)
+        runs += 1
+    return 32 * tokens * runs / (time.perf_counter() - started)
+
+
 # --- Trident's variants -----------------------------------------------------------------------------------
 
 
@@ -136,13 +147,7 @@ def engine_alone(repository: Path, name: str, model_dir: Path, tokens: int, thre
 
     spec = ModelSpec.load(repository / name / "manifest.json")
     engine = open_engine(spec.variant, repository / f"{name}_engine" / "1", spec, threads)
-    sequences = [np.full(tokens, 1000, dtype=np.int64) for _ in range(32)]
-    engine.run(sequences)
-    runs, started = 0, time.perf_counter()
-    while time.perf_counter() - started < 4 or runs < 2:
-        engine.run(sequences)
-        runs += 1
-    tokens_per_s = 32 * tokens * runs / (time.perf_counter() - started)
+    tokens_per_s = engine_tokens_per_s(engine, tokens)
     return {"tokens_per_s": tokens_per_s, "flops": tokens_per_s * flops_per_token(model_dir, tokens),
             "gate": spec.variant_choice.get("gate", {})}
 

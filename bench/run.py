@@ -184,22 +184,14 @@ def matmul_flops(seconds: float = 3.0, size: int = 1024) -> float:
 
 def engine_flops(repository: Path, name: str, tokens: int) -> dict:
     """The ONNX engine alone on 32 x max_length tokens, in FLOP/s from the model's shape."""
+    from bench.precision import engine_tokens_per_s, flops_per_token
     from trident.onnx_engine import OnnxEngine
     from trident.spec import ModelSpec
 
     spec = ModelSpec.load(repository / name / "manifest.json")
     engine = OnnxEngine(repository / f"{name}_engine" / "1" / "model.onnx", spec, pad_id=spec.pad_token_id)
-    sequences = [np.full(tokens, 1000, dtype=np.int64) for _ in range(32)]
-    engine.run(sequences)
-    runs, started = 0, time.perf_counter()
-    while time.perf_counter() - started < 5 or runs < 2:
-        engine.run(sequences)
-        runs += 1
-    seconds = (time.perf_counter() - started) / runs
-    config = json.loads((Path(spec.source) / "config.json").read_text())
-    d, layers, ffn = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
-    per_token = layers * (2 * (4 * d * d + 2 * d * ffn) + 4 * tokens * d)  # projections, FFN, attention
-    return {"tokens_per_s": 32 * tokens / seconds, "flops": 32 * tokens * per_token / seconds}
+    tokens_per_s = engine_tokens_per_s(engine, tokens, seconds=5.0)
+    return {"tokens_per_s": tokens_per_s, "flops": tokens_per_s * flops_per_token(Path(spec.source), tokens)}
 
 
 def chart(results: dict, path: Path) -> None:

@@ -6,6 +6,7 @@ Every function answers for a process that is gone (or never was) without raising
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -102,17 +103,22 @@ TCP_LISTEN = "0A"
 def listening_addresses(port: int) -> set[str]:
     """Local addresses (/proc/net/tcp's hex) of the LISTEN sockets on `port`, IPv4 and IPv6."""
     found = set()
+    for columns in tcp_sockets():
+        address, hex_port = columns[1].split(":")
+        if columns[3] == TCP_LISTEN and int(hex_port, 16) == port:
+            found.add(address)
+    return found
+
+
+def tcp_sockets() -> Iterator[list[str]]:
+    """Every row of /proc/net/tcp and /proc/net/tcp6 (IPv4 and IPv6), split into its columns."""
     for table in ("tcp", "tcp6"):
         try:
             lines = (PROC / "net" / table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            columns = line.split()
-            address, hex_port = columns[1].split(":")
-            if columns[3] == TCP_LISTEN and int(hex_port, 16) == port:
-                found.add(address)
-    return found
+            yield line.split()
 
 
 def socket_inodes(pid: int) -> set[int]:
@@ -130,14 +136,8 @@ TCP_ESTABLISHED = "01"
 def connection_inode(local_port: int, remote_port: int) -> int | None:
     """The inode of the established TCP socket from `local_port` to `remote_port` (IPv4 or IPv6), None if
     there is none or it is not accepted yet (a connection waiting in a listen queue has inode 0)."""
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (PROC / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            columns = line.split()
-            local, remote = (int(address.split(":")[1], 16) for address in columns[1:3])
-            if columns[3] == TCP_ESTABLISHED and (local, remote) == (local_port, remote_port) and columns[9] != "0":
-                return int(columns[9])
+    for columns in tcp_sockets():
+        local, remote = (int(address.split(":")[1], 16) for address in columns[1:3])
+        if columns[3] == TCP_ESTABLISHED and (local, remote) == (local_port, remote_port) and columns[9] != "0":
+            return int(columns[9])
     return None
