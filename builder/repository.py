@@ -6,6 +6,10 @@
     <name>_tokens  ensemble: <name>_tokenizer -> <name>_engine                        (token embeddings out;
                                                                                         embedding models)
 
+and the bulk lane (`trident.priorities`): each ensemble's twin `<ensemble>_bulk`, whose tokenizer (and engine,
+on the CPU) is a twin step `<step>_bulk` over the same files, at a lower OS priority; every composing model
+has two dynamic-batching priority levels.
+
 Every config is a `model_config_pb2.ModelConfig` (Triton's own protobuf, shipped in tritonclient) written
 in text format, complete (Triton runs with --disable-auto-complete-config). Each Python-backend config
 carries the manifest as the `trident_manifest` parameter, so every step reads the spec from Triton alone;
@@ -17,14 +21,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from builder.tensorrt_plan import plan_model_name
 from trident import tensors as T
+from trident.priorities import BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority, bulk_twin
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 
@@ -32,8 +39,8 @@ MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
 # an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
 # manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens`, sparse and multi-vector models;
-# 4 no queue delays on CPU.
-REPOSITORY_FORMAT = 4
+# 4 no queue delays on CPU; 5 priority levels and the bulk lane.
+REPOSITORY_FORMAT = 5
 MAX_BATCH_SIZE = 256
 # Queue delays. A lone request waits out its steps' delays (Triton 2.51 at concurrency 1: queue 645 us at an
 # engine with 500, 258 us at a tokenizer with 100, 120 us at the postprocess with 0), and under load the
@@ -43,8 +50,20 @@ MAX_BATCH_SIZE = 256
 GPU_ENGINE_QUEUE_DELAY_US = 500
 
 
+def engine_on_gpu(spec: ModelSpec) -> bool:
+    return spec.engine != "onnxruntime"
+
+
 def queue_delay_us(spec: ModelSpec, role: str) -> int:
-    return GPU_ENGINE_QUEUE_DELAY_US if role == "engine" and spec.engine != "onnxruntime" else 0
+    return GPU_ENGINE_QUEUE_DELAY_US if role == "engine" and engine_on_gpu(spec) else 0
+
+
+def laned_roles(spec: ModelSpec) -> tuple[str, ...]:
+    """The steps with a bulk twin: those whose execution time grows with the tokens, where a twin costs only
+    CPU memory (a GPU engine is shared by both lanes)."""
+    return ("tokenizer",) if engine_on_gpu(spec) else ("tokenizer", "engine")
+
+
 # The steps whose instance count follows the serving host (`served_copy`); a build writes 1 for them, so a
 # cached build carries no host's core count to another host. The engine's count is the spec's.
 HOST_SIZED_ROLES = ("tokenizer", "ids", "postprocess")
@@ -72,6 +91,11 @@ class Step:
     source: str  # folder under model_repository/ holding its model.py
     inputs: list[Tensor]
     outputs: list[Tensor]
+    bulk: bool = False  # the bulk lane's twin of the step (`<name>_<role>_bulk`)
+
+    def model(self, spec: ModelSpec) -> str:
+        name = model_name(spec, self.role)
+        return bulk_twin(name) if self.bulk else name
 
 
 def steps_for(spec: ModelSpec) -> dict[str, Step]:
@@ -113,11 +137,18 @@ def _output_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
             T.SPARSE_VALUES: (-1,), T.TOKEN_EMBEDDINGS: (-1, -1), T.VECTORS: (-1, spec.dim)}.get(name, (1,))
 
 
+def bulk_steps(spec: ModelSpec, steps: dict[str, Step]) -> dict[str, Step]:
+    """The steps of the bulk lane: the twins of the laned steps, the others shared."""
+    laned = laned_roles(spec)
+    return {role: replace(step, bulk=True) if role in laned else step for role, step in steps.items()}
+
+
 @dataclass(frozen=True)
 class Ensemble:
     name: str
     chain: list[Step]  # the steps in order; each tensor keeps its name through the ensemble
     outputs: tuple[str, ...]
+    max_batch_size: int = MAX_BATCH_SIZE
 
 
 def ensembles_for(spec: ModelSpec, steps: dict[str, Step]) -> list[Ensemble]:
@@ -150,13 +181,19 @@ def _manifest(config: pb.ModelConfig, spec: ModelSpec) -> None:
 
 
 def python_config(spec: ModelSpec, step: Step) -> pb.ModelConfig:
-    config = pb.ModelConfig(name=model_name(spec, step.role), backend="python", max_batch_size=MAX_BATCH_SIZE)
+    """A step's config. Its batcher has the two priority levels (a request that names none is interactive); a
+    bulk twin batches at most one bulk sub-request (BULK_MAX_BATCH) and runs its stub at BULK_NICE."""
+    config = pb.ModelConfig(name=step.model(spec), backend="python",
+                            max_batch_size=BULK_MAX_BATCH if step.bulk else MAX_BATCH_SIZE)
     _declare(step.inputs, config.input, is_input=True)
     _declare(step.outputs, config.output, is_input=False)
-    config.dynamic_batching.SetInParent()
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us(spec, step.role)
+    config.dynamic_batching.priority_levels = len(Priority)
+    config.dynamic_batching.default_priority_level = Priority.INTERACTIVE.value
     instances = spec.engine_instances if step.role == "engine" else 1
     config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances)
+    if step.bulk:
+        config.parameters[NICE_PARAMETER].string_value = str(BULK_NICE)
     _manifest(config, spec)
     return config
 
@@ -165,10 +202,10 @@ def ensemble_config(spec: ModelSpec, ensemble: Ensemble) -> pb.ModelConfig:
     """The chain of steps, each output mapped only where a later step or the ensemble's outputs take it: Triton
     asks each composing model for just those (the engine computes pooled vectors or token embeddings, not
     both). The ids ensemble takes TOKEN_IDS, so what its first step produces clashes with no input."""
-    config = pb.ModelConfig(name=ensemble.name, platform="ensemble", max_batch_size=MAX_BATCH_SIZE)
+    config = pb.ModelConfig(name=ensemble.name, platform="ensemble", max_batch_size=ensemble.max_batch_size)
     for index, step in enumerate(ensemble.chain):
         taken = {t.name for later in ensemble.chain[index + 1 :] for t in later.inputs} | set(ensemble.outputs)
-        entry = config.ensemble_scheduling.step.add(model_name=model_name(spec, step.role), model_version=-1)
+        entry = config.ensemble_scheduling.step.add(model_name=step.model(spec), model_version=-1)
         for tensor in step.inputs:
             entry.input_map[tensor.name] = tensor.name
         for tensor in step.outputs:
@@ -185,12 +222,22 @@ def ensemble_config(spec: ModelSpec, ensemble: Ensemble) -> pb.ModelConfig:
 
 
 def configs_for(spec: ModelSpec) -> dict[str, pb.ModelConfig]:
-    """The config of every model of the spec's ensembles, keyed by model name."""
+    """The config of every model of the spec's ensembles and of their bulk twins, keyed by model name."""
     steps = steps_for(spec)
-    configs = {model_name(spec, role): python_config(spec, step) for role, step in steps.items()}
+    bulk = bulk_steps(spec, steps)
+    twins = [step for step in bulk.values() if step.bulk]
+    configs = {step.model(spec): python_config(spec, step) for step in [*steps.values(), *twins]}
     for ensemble in ensembles_for(spec, steps):
         configs[ensemble.name] = ensemble_config(spec, ensemble)
+    for ensemble in ensembles_for(spec, bulk):
+        twin = replace(ensemble, name=bulk_twin(ensemble.name), max_batch_size=BULK_MAX_BATCH)
+        configs[twin.name] = ensemble_config(spec, twin)
     return configs
+
+
+def twin_sources(spec: ModelSpec) -> dict[str, str]:
+    """Each bulk twin step's model name -> the model whose files it runs (its version folder links there)."""
+    return {bulk_twin(model_name(spec, role)): model_name(spec, role) for role in laned_roles(spec)}
 
 
 def render(config: pb.ModelConfig) -> str:
@@ -203,17 +250,18 @@ def host_step_instances(cores: int) -> int:
     return min(4, max(1, cores // 4))
 
 
-def served_copy(repository: Path, out: Path, step_instances: int) -> Path:
+def served_copy(repository: Path, out: Path, step_instances: int, gpus: list[int] | None = None) -> Path:
     """`repository` as this host serves it: under `out`, each model folder holds links to the build's files
-    and version folders (nothing is copied), and the host-sized steps' `config.pbtxt` is written anew with
-    `step_instances` instances. Folders that are not Trident steps are linked unchanged. Returns `out`."""
-    sized = {model_name(ModelSpec.load(manifest), role)
-             for manifest in repository.glob("*/manifest.json") for role in HOST_SIZED_ROLES}
+    and version folders (nothing is copied), and the config of the models placed for the host is written anew:
+    the host-sized steps with `step_instances` instances, and with `gpus` each GPU engine (and TensorRT plan)
+    with its instances on each of those GPUs. Other folders are linked unchanged. Returns `out`."""
+    placements = host_placements(repository, step_instances, gpus)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for model in sorted(repository.iterdir()):
-        if model.name not in sized or not (model / "config.pbtxt").is_file():
+        place = placements.get(model.name)
+        if place is None or not (model / "config.pbtxt").is_file():
             (out / model.name).symlink_to(model.resolve())
             continue
         (out / model.name).mkdir()
@@ -221,10 +269,44 @@ def served_copy(repository: Path, out: Path, step_instances: int) -> Path:
             if entry.name != "config.pbtxt":
                 (out / model.name / entry.name).symlink_to(entry.resolve())
         config = text_format.Parse((model / "config.pbtxt").read_text(), pb.ModelConfig())
-        for group in config.instance_group:
-            group.count = step_instances
+        place(config)
         (out / model.name / "config.pbtxt").write_text(render(config))
     return out
+
+
+class PlacementError(ValueError):
+    """A model cannot be placed as asked (GPUs for an engine that runs on the CPU)."""
+
+
+def host_placements(repository: Path, step_instances: int, gpus: list[int] | None) -> dict[str, Callable]:
+    """Model name -> what to change in its config on this host."""
+    placements: dict[str, Callable] = {}
+    for manifest in repository.glob("*/manifest.json"):
+        spec = ModelSpec.load(manifest)
+        for role in HOST_SIZED_ROLES:
+            for name in (model_name(spec, role), bulk_twin(model_name(spec, role))):
+                placements[name] = partial(set_instances, count=step_instances)
+        if gpus is None:
+            continue
+        if not engine_on_gpu(spec):
+            raise PlacementError(f"model {spec.name!r} runs its engine on the CPU ({spec.engine}); --gpus places "
+                                 "GPU engines (built with --engine torch or --engine tensorrt)")
+        placements[model_name(spec, "engine")] = partial(on_gpus, gpus=gpus, count=spec.engine_instances)
+        placements[plan_model_name(spec)] = partial(on_gpus, gpus=gpus, count=1)  # a TensorRT plan, when built
+    return placements
+
+
+def set_instances(config: pb.ModelConfig, count: int) -> None:
+    for group in config.instance_group:
+        group.count = count
+
+
+def on_gpus(config: pb.ModelConfig, gpus: list[int], count: int) -> None:
+    """One instance group per GPU, `count` instances on each; a TensorRT plan keeps its optimization profiles."""
+    profiles = list(config.instance_group[0].profile) if config.instance_group else []
+    del config.instance_group[:]
+    for gpu in gpus:
+        config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU, count=count, gpus=[gpu], profile=profiles)
 
 
 def onnx_files(onnx_file: Path) -> dict[str, Path]:
@@ -255,12 +337,17 @@ def write_repository(spec: ModelSpec, out: Path, onnx_file: Path | None, tokeniz
     build of `spec.name`. The engine model gets `model.onnx`, or `engine_files` (name -> file or folder)
     when given: the checkpoint folder of `--engine torch`."""
     files = model_files(spec, tokenizer_file, engine_files if engine_files is not None else onnx_files(onnx_file))
+    twins = twin_sources(spec)
     folders = []
     for model, config in configs_for(spec).items():
         folder = out / model
         if folder.exists():
             shutil.rmtree(folder)
-        (folder / "1").mkdir(parents=True)
+        folder.mkdir(parents=True)
+        if model in twins:  # the same files: linked, relative, so the repository can move
+            (folder / "1").symlink_to(Path("..") / twins[model] / "1", target_is_directory=True)
+        else:
+            (folder / "1").mkdir()
         (folder / "config.pbtxt").write_text(render(config))
         for target, source in files.get(model, {}).items():
             if source.is_dir():

@@ -14,7 +14,8 @@ from pathlib import Path
 from builder.build import BuildOptions, build, summary
 from builder.config_file import fetched_checkpoint, load_build_config
 from builder.errors import BuildError
-from builder.repository import host_step_instances
+from builder.repository import PlacementError, host_step_instances, served_copy
+from cli.gpus import gpu_list
 from cli.models import DEFAULT_MODEL_NAME, default_model_dir
 from cli.ports import DEFAULT_TRITON_PORTS, PortInUseError, triton_ports
 from cli.procfs import host_cores
@@ -83,9 +84,22 @@ def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_at_least_one, metavar="N",
                         help="gateway processes on the one port (default: one per 2 cores, at most 8; 1 runs the "
                              "gateway inside the serve process)")
-    parser.add_argument("--step-instances", type=_at_least_one, metavar="N",
-                        help="Triton instances of each tokenizer / ids / postprocess step of the started Triton "
-                             "(default: one per 4 cores, at most 4)")
+    parser.add_argument("--bulk-threshold", type=_at_least_one, default=GATEWAY_DEFAULTS.bulk_threshold, metavar="N",
+                        help="a request with more inputs than N that names no priority (body `priority`, header "
+                             "x-trident-priority) runs as bulk: behind interactive requests, in the bulk lane")
+    parser.add_argument("--cache-size", type=_not_negative, default=GATEWAY_DEFAULTS.cache_size_mib, metavar="MiB",
+                        help="the response cache: each input's answer kept in memory, all gateway workers together "
+                             "(0: off)")
+
+
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _at_least_one(text: str) -> int:
@@ -128,9 +142,26 @@ def parser() -> argparse.ArgumentParser:
     for name, default in DEFAULT_TRITON_PORTS.items():
         serve.add_argument(f"--triton-{name}-port", type=int, metavar="PORT",
                            help=f"the started tritonserver's {name} port (default {default} if free, else a free one)")
+    _add_placement_options(serve)
     _add_build_options(serve)
     _add_gateway_options(serve)
+
+    place = commands.add_parser("place", help="a built repository as this host serves it, for a tritonserver "
+                                "started by hand (compose, Kubernetes)")
+    place.add_argument("repository", type=Path, help="a model repository written by `trident build`")
+    place.add_argument("--out", type=Path, required=True,
+                       help="folder to write (replaced): links to the build, configs placed for this host")
+    _add_placement_options(place)
     return root
+
+
+def _add_placement_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpus", type=gpu_list, metavar="all|0,1,..",
+                        help="the GPUs a GPU engine (--engine torch or tensorrt) runs on: one instance group per GPU, "
+                             "the engine's instance count on each (default: Triton's placement of the build)")
+    parser.add_argument("--step-instances", type=_at_least_one, metavar="N",
+                        help="Triton instances of each tokenizer / ids / postprocess step of the started Triton "
+                             "(default: one per 4 cores, at most 4)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             return run_build(args)
+        if args.command == "place":
+            return run_place(args)
         return run_serve(args)
-    except (BuildError, PortInUseError, TritonStartError) as exc:
+    except (BuildError, PortInUseError, TritonStartError, PlacementError) as exc:
         print(f"trident: error: {exc}", file=sys.stderr)
         return 2
 
@@ -180,6 +213,16 @@ def run_build_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_place(args: argparse.Namespace) -> int:
+    if not args.repository.is_dir():
+        raise PlacementError(f"model repository {args.repository} is not a folder")
+    step_instances = args.step_instances or host_step_instances(host_cores())
+    served_copy(args.repository, args.out, step_instances, args.gpus)
+    print(f"{args.out}: {args.repository} placed for this host ({step_instances} instance(s) per cheap step"
+          f"{', engines on GPU(s) ' + ','.join(map(str, args.gpus)) if args.gpus else ''})")
+    return 0
+
+
 def _raise_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -206,7 +249,8 @@ def run_serve(args: argparse.Namespace) -> int:
             models = [ModelArg.parse(m) for m in args.model] or ([] if args.repository else default_models())
             progress = logging.getLogger("trident.serve").info  # JSON lines too, with --log-format json
             repositories += [prepare_model(m, _build_options(args), progress) for m in models]
-            server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"], step_instances)
+            server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"], step_instances,
+                                 args.gpus)
             supervisor = Supervisor(server)
             progress(f"starting tritonserver {server.server_id} (gRPC {server.url}, HTTP {server.http_port}, "
                      f"metrics {server.metrics_port})")
@@ -219,6 +263,7 @@ def run_serve(args: argparse.Namespace) -> int:
             max_concurrent_requests=args.max_concurrent_requests, request_timeout_s=args.request_timeout,
             auto_truncate=args.auto_truncate, api_key=args.api_key, default_model=args.default_model,
             triton_metrics_url=metrics_url, repositories=repositories, triton_server_id=triton_server_id,
+            bulk_threshold=args.bulk_threshold, cache_size_mib=args.cache_size, workers=workers,
         )
         logging.getLogger("trident.serve").info("gateway on http://%s:%d", args.host, port)
         if workers == 1:

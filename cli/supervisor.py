@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import uvicorn
 
-from builder.repository import served_copy
+from builder.repository import PlacementError, served_copy
 from cli import procfs
 from cli.triton_server import TritonServer, TritonStartError, clean_shared_memory
 
@@ -82,15 +83,20 @@ class Supervisor:
 
 
 def make_server(repositories: list[Path], http_port: int, grpc_port: int, metrics_port: int,
-                step_instances: int = 1) -> TritonServer:
+                step_instances: int = 1, gpus: list[int] | None = None) -> TritonServer:
     """A tritonserver over served copies of the builds (builder.repository.served_copy: links, with the
-    cheap steps' instance counts of this host), so a build never changes with the host serving it."""
+    cheap steps' instance counts of this host and the engines on `gpus`), so a build never changes with the
+    host serving it."""
     for repository in repositories:
         if not repository.is_dir():
             raise TritonStartError(f"model repository {repository} is not a folder")
     work_dir = Path(tempfile.mkdtemp(prefix="trident-triton-"))
-    served = [served_copy(repository, work_dir / "repositories" / str(index), step_instances)
-              for index, repository in enumerate(repositories)]
+    try:
+        served = [served_copy(repository, work_dir / "repositories" / str(index), step_instances, gpus)
+                  for index, repository in enumerate(repositories)]
+    except PlacementError as exc:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise TritonStartError(str(exc)) from None
     return TritonServer(repositories=served, work_dir=work_dir, http_port=http_port,
                         grpc_port=grpc_port, metrics_port=metrics_port)
 

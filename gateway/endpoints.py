@@ -19,8 +19,8 @@ import numpy as np
 from prometheus_client import Gauge
 
 from gateway.metrics import REGISTRY
+from gateway.registry import Discovery
 from gateway.triton import TritonBackend, TritonUnreachable
-from trident.spec import ModelSpec
 
 log = logging.getLogger("trident.gateway")
 # With several gateway workers: 0 when any live worker skips the endpoint.
@@ -68,12 +68,12 @@ class EndpointPool:
 
     async def infer(
         self, model: str, tensors: dict[str, np.ndarray], outputs: tuple[str, ...], offset: int = 0,
-        param: str = "input",
+        param: str = "input", priority: int = 0,
     ) -> dict[str, np.ndarray]:
         failure: TritonUnreachable | None = None
         for endpoint in self.candidates():
             try:
-                result = await endpoint.backend.infer(model, tensors, outputs, offset, param)
+                result = await endpoint.backend.infer(model, tensors, outputs, offset, param, priority)
             except TritonUnreachable as exc:
                 endpoint.mark(False, exc.message)
                 failure = exc
@@ -89,7 +89,7 @@ class EndpointPool:
             endpoint.mark(ready, "not ready")
         return any(answers)
 
-    async def discover(self) -> list[ModelSpec]:
+    async def discover(self) -> Discovery:
         """The models, from the first endpoint that answers (every endpoint serves the same repository)."""
         failure: Exception | None = None
         for endpoint in self.candidates():

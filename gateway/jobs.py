@@ -2,20 +2,25 @@
 
 A job names the ensemble it goes to and builds the input tensors of any slice of its inputs: it is
 the gateway's whole knowledge of the ensembles' inputs (tensor names: `trident.tensors`; outputs: the
-task's row in `trident.tasks`). `run` splits a job into Triton-sized sub-requests, sends them
-concurrently and gathers the outputs in order; Triton's dynamic batcher merges them again.
+task's row in `trident.tasks`). `run` answers what the response cache holds, splits the rest into
+Triton-sized sub-requests, sends them at the job's priority (a bulk job to the bulk lane, a few at a time)
+and gathers the outputs in order; Triton's dynamic batcher merges them again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from gateway.observe import note_usage
+from gateway import metrics
+from gateway.cache import ResponseCache, Row, own_row
+from gateway.observe import note_dispatch, note_usage
 from trident import tensors as T
+from trident.priorities import BULK_MAX_BATCH, Priority, bulk_twin
 from trident.spec import ModelSpec
 from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 
@@ -61,6 +66,10 @@ class Job:
     def tensors(self, start: int, end: int) -> Tensors:
         raise NotImplementedError
 
+    def row_key(self, index: int) -> Hashable:
+        """What of input `index` its tensors carry besides the options every input of the job shares."""
+        return self.texts[index]
+
     def truncation(self, n: int) -> Tensors:
         return options(n, {T.TRUNCATE: (self.truncate, np.bool_), T.TRUNCATE_LEFT: (self.truncate_left, np.bool_),
                            T.MAX_TOKENS: (self.max_tokens or 0, np.int32)})
@@ -81,6 +90,9 @@ class EmbeddingJob(Job):
 
     def model(self, spec: ModelSpec) -> str:
         return spec.name if self.texts is not None else ids_model(spec.name)
+
+    def row_key(self, index: int) -> Hashable:
+        return self.texts[index] if self.texts is not None else tuple(self.token_ids[index])
 
     def inputs(self, start: int, end: int) -> Tensors:
         if self.texts is not None:
@@ -170,6 +182,9 @@ class ScoreJob(Job):
     def __len__(self) -> int:
         return len(self.texts)
 
+    def row_key(self, index: int) -> Hashable:
+        return self.texts[index], self.pairs[index]
+
     def spans(self, step: int) -> list[tuple[int, int]]:
         """Contiguous, at most `step` inputs, each all single texts or all pairs: a Triton request carries
         TEXT_PAIR for every item or for none."""
@@ -247,7 +262,7 @@ class Result:
 
 class Backend(Protocol):
     async def infer(self, model: str, tensors: Tensors, outputs: tuple[str, ...], offset: int = 0,
-                    param: str = "input") -> Tensors: ...
+                    param: str = "input", priority: int = 0) -> Tensors: ...
 
 
 def gather(parts: list[np.ndarray], name: str) -> np.ndarray:
@@ -265,14 +280,100 @@ def gather(parts: list[np.ndarray], name: str) -> np.ndarray:
     return padded
 
 
-async def run(backend: Backend, spec: ModelSpec, job: Job, step: int) -> Result:
-    """The job as sub-requests of at most `step` inputs, run concurrently, gathered in order."""
-    outputs, model = job.outputs(spec), job.model(spec)
-    calls = [backend.infer(model, job.tensors(start, end), outputs, offset=start, param=job.param)
-             for start, end in job.spans(step)]
-    parts = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)  # one: no task to schedule
-    result = Result({name: parts[0][name] if len(parts) == 1 else gather([part[name] for part in parts], name)
-                     for name in outputs})
+@dataclass(frozen=True)
+class Dispatch:
+    """How a job goes to Triton: which ensemble, sub-requests of at most `step` inputs, at which priority, and
+    how many of them in flight at once (None: all)."""
+
+    model: str
+    step: int
+    priority: Priority
+    in_flight: int | None = None
+
+
+def dispatch(spec: ModelSpec, job: Job, priority: Priority, bulk_lane: bool, step: int) -> Dispatch:
+    """A bulk job goes to its ensemble's bulk twin when Triton serves one, in sub-requests that twin batches one
+    at a time, and keeps only a few in flight: enough to keep every engine instance of the lane busy, never the
+    whole job in Triton's queues, so bulk jobs share the lane among themselves."""
+    model = job.model(spec)
+    if priority is Priority.INTERACTIVE:
+        return Dispatch(model, step, priority)
+    if bulk_lane:
+        model, step = bulk_twin(model), min(step, BULK_MAX_BATCH)
+    return Dispatch(model, step, priority, in_flight=spec.engine_instances + 1)
+
+
+async def paced(calls: list[Awaitable[Tensors]], limit: int | None) -> list[Tensors]:
+    """Every call's answer in order, at most `limit` awaited at once."""
+    if len(calls) == 1:
+        return [await calls[0]]  # no task to schedule
+    if limit is None or len(calls) <= limit:
+        return await asyncio.gather(*calls)
+    slots = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[Tensors]) -> Tensors:
+        async with slots:
+            return await call
+
+    return await asyncio.gather(*(one(call) for call in calls))
+
+
+def cache_keys(job: Job, prefix: tuple) -> list[Hashable]:
+    """Each input's key: the model and ensemble (`prefix`), the options every input shares, the input."""
+    shared = tuple((name, array.dtype.str, array.shape[1:], tuple(array[:1].reshape(-1).tolist()))
+                   for name, array in sorted(job.tensors(0, 1).items()) if name not in PER_INPUT)
+    return [(*prefix, shared, job.row_key(i)) for i in range(len(job))]
+
+
+PER_INPUT = (T.TEXT, T.TEXT_PAIR, T.TOKEN_IDS)  # the tensors whose rows differ between a job's inputs (Job.row_key)
+
+
+def missing_spans(spans: list[tuple[int, int]], cached: list[Row | None]) -> list[tuple[int, int]]:
+    """The parts of `spans` whose inputs the cache does not hold, each cut where a cached input sits."""
+    runs = []
+    for start, end in spans:
+        run_start = None
+        for i in range(start, end + 1):
+            if i < end and cached[i] is None:
+                run_start = i if run_start is None else run_start
+            elif run_start is not None:
+                runs.append((run_start, i))
+                run_start = None
+    return runs
+
+
+async def run(backend: Backend, spec: ModelSpec, job: Job, plan: Dispatch, cache: ResponseCache | None = None,
+              prefix: tuple = ()) -> Result:
+    """The job's inputs the cache does not hold as sub-requests (`plan`), gathered in order with those it holds;
+    `prefix` starts every cache key (the model's fingerprint)."""
+    outputs = job.outputs(spec)
+    keys = cache_keys(job, (*prefix, job.model(spec))) if cache is not None else []
+    cached = [cache.get(key) for key in keys] if cache is not None else [None] * len(job)
+    spans = missing_spans(job.spans(plan.step), cached)
+    calls = [backend.infer(plan.model, job.tensors(start, end), outputs, offset=start, param=job.param,
+                           priority=plan.priority.value) for start, end in spans]
+    parts = await paced(calls, plan.in_flight) if calls else []
+    if cache is not None:
+        for (start, end), part in zip(spans, parts, strict=True):
+            for i in range(start, end):
+                cache.put(keys[i], own_row(part, i - start))
+    result = Result(assemble(outputs, spans, parts, cached))
+    hits = len(job) - sum(end - start for start, end in spans)
+    note_dispatch(plan.priority.label, hits, len(job) - hits)
+    if cache is not None:
+        metrics.CACHE_HITS.labels(spec.name).inc(hits)
+        metrics.CACHE_MISSES.labels(spec.name).inc(len(job) - hits)
     note_usage(model=spec.name, inputs=len(job), tokens=result.num_tokens, characters=job.characters,
                tokenization_s=result.tokenization_s)
     return result
+
+
+def assemble(outputs: tuple[str, ...], spans: list[tuple[int, int]], parts: list[Tensors],
+             cached: list[Row | None]) -> Tensors:
+    """Computed parts and cached rows, in the job's order, one array per output."""
+    pieces: list[tuple[int, Tensors]] = list(zip((start for start, _ in spans), parts, strict=True))
+    pieces += [(i, row) for i, row in enumerate(cached) if row is not None]
+    pieces.sort(key=lambda piece: piece[0])
+    if len(pieces) == 1:
+        return {name: pieces[0][1][name] for name in outputs}
+    return {name: gather([piece[name] for _, piece in pieces], name) for name in outputs}

@@ -13,7 +13,8 @@ import orjson
 
 from gateway.observe import current_request_id
 
-FIELDS = ("request_id", "method", "path", "status", "duration_ms", "model", "inputs", "tokens", "error")
+FIELDS = ("request_id", "method", "path", "status", "duration_ms", "model", "inputs", "tokens", "priority",
+          "cache_hits", "error")
 
 
 class JsonFormatter(logging.Formatter):

@@ -56,6 +56,15 @@ TRITON_CALL_SECONDS = Histogram("trident_triton_call_duration_seconds", "One gRP
                                 ["model", "outcome"], buckets=SECONDS, registry=REGISTRY)
 TRITON_METRICS_UP = Gauge("trident_triton_metrics_up", "1 if Triton's own metrics were read for this scrape",
                           registry=REGISTRY, multiprocess_mode="mostrecent")
+CACHE_HITS = Counter("trident_cache_hits", "Inputs answered from the response cache", ["model"], registry=REGISTRY)
+CACHE_MISSES = Counter("trident_cache_misses", "Inputs the response cache did not hold (computed by Triton)",
+                       ["model"], registry=REGISTRY)
+CACHE_BYTES = Gauge("trident_cache_bytes", "Bytes the response cache holds (every worker's)", registry=REGISTRY,
+                    multiprocess_mode="livesum")
+CACHE_ENTRIES = Gauge("trident_cache_entries", "Inputs the response cache holds (every worker's)", registry=REGISTRY,
+                      multiprocess_mode="livesum")
+PRIORITY_REQUESTS = Counter("trident_priority_requests", "Requests that ran the model, by priority (interactive, bulk)",
+                            ["priority"], registry=REGISTRY)
 INFO = Gauge("trident_info", "Trident version", ["version"], registry=REGISTRY, multiprocess_mode="max")
 INFO.labels(__version__).set(1)
 

@@ -14,6 +14,8 @@ Timing headers, in whole milliseconds as TEI sends them (only on answers that di
   only when several ran at once); for token ids, the ids step's (well under a millisecond); for /tokenize,
   the gateway's own tokenizing.
 - x-compute-tokens, x-compute-characters: tokens the model processed, characters the client sent.
+- x-cache: `hit` when every input was answered from the response cache (`gateway.cache`), else `miss`.
+- x-trident-priority: the priority the request ran at, `interactive` or `bulk` (`trident.priorities`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gateway.errors import ApiError, ErrorKind, error_response
 access_log = logging.getLogger("trident.access")
 log = logging.getLogger("trident.gateway")
 REQUEST_ID_HEADER = "x-request-id"
+PRIORITY_HEADER = "x-trident-priority"  # asked for in the request, said in the answer
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")  # anything else is replaced, never echoed
 
 
@@ -55,9 +58,13 @@ class RequestRecord:
     tokens: int = 0
     characters: int = 0
     error: str | None = None
+    priority_asked: str | None = None  # the request's x-trident-priority header, as sent
+    priority: str | None = None  # what it ran at
+    cache_hits: int = 0  # inputs answered from the response cache
+    cache_misses: int = 0
 
     def did_model_work(self) -> bool:
-        return self.first_call is not None or self.tokenization_s is not None
+        return self.first_call is not None or self.tokenization_s is not None or self.cache_hits > 0
 
     def timing_headers(self, now: float) -> dict[str, str]:
         def ms(seconds: float) -> str:
@@ -71,6 +78,10 @@ class RequestRecord:
             headers["x-inference-time"] = ms((self.last_answer or now) - self.first_call)
         if self.tokenization_s is not None:
             headers["x-tokenization-time"] = ms(self.tokenization_s)
+        if self.cache_hits or self.cache_misses:
+            headers["x-cache"] = "miss" if self.cache_misses else "hit"
+        if self.priority is not None:
+            headers[PRIORITY_HEADER] = self.priority
         return headers
 
 
@@ -98,6 +109,20 @@ def note_usage(
         record.tokenization_s = (record.tokenization_s or 0.0) + tokenization_s
 
 
+def note_dispatch(priority: str, hits: int, misses: int) -> None:
+    """How a job ran: its priority, and how many of its inputs the response cache answered."""
+    record = CURRENT.get()
+    if record is not None:
+        record.priority = priority
+        record.cache_hits += hits
+        record.cache_misses += misses
+
+
+def asked_priority() -> str | None:
+    record = CURRENT.get()
+    return record.priority_asked if record else None
+
+
 def note_error(message: str) -> None:
     record = CURRENT.get()
     if record is not None:
@@ -122,13 +147,16 @@ def triton_call(model: str) -> Iterator[None]:
             record.last_answer = ended
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def request_id_from(scope: Scope) -> str:
-    for name, value in scope.get("headers") or []:
-        if name == REQUEST_ID_HEADER.encode():
-            text = value.decode("latin-1")
-            if CLIENT_REQUEST_ID.fullmatch(text):
-                return text
-    return uuid.uuid4().hex
+    text = header(scope, REQUEST_ID_HEADER.encode())
+    return text if text is not None and CLIENT_REQUEST_ID.fullmatch(text) else uuid.uuid4().hex
 
 
 def app_routes(routes: list, prefix: str = "") -> Iterator[tuple[str, object]]:
@@ -166,7 +194,8 @@ class ObservabilityMiddleware:
         if self.known_paths is None:
             self.known_paths = frozenset(route_paths(getattr(scope.get("app"), "routes", [])))
         record = RequestRecord(request_id_from(scope), scope["method"], scope["path"],
-                               route_label(scope["path"], self.known_paths), arrived=time.perf_counter())
+                               route_label(scope["path"], self.known_paths), arrived=time.perf_counter(),
+                               priority_asked=header(scope, PRIORITY_HEADER.encode()))
         token = CURRENT.set(record)
         status = 500  # stays so if the app raises before answering (499 if the client hung up first)
         started = False
@@ -209,8 +238,11 @@ def finish(record: RequestRecord, status: int) -> None:
         inference = (record.last_answer - record.first_call
                      if record.first_call is not None and record.last_answer is not None else None)
         metrics.record_work(record.route, record.inputs, record.tokens, queue, inference)
+    if record.priority is not None:
+        metrics.PRIORITY_REQUESTS.labels(record.priority).inc()
     fields = {"request_id": record.request_id, "method": record.method, "path": record.path,
               "status": status, "duration_ms": round(duration * 1000, 3), "model": record.model,
-              "inputs": record.inputs or None, "tokens": record.tokens or None, "error": record.error}
+              "inputs": record.inputs or None, "tokens": record.tokens or None, "priority": record.priority,
+              "cache_hits": record.cache_hits or None, "error": record.error}
     level = logging.WARNING if status >= 500 else logging.INFO
     access_log.log(level, "%s %s %d", record.method, record.path, status, extra=fields)

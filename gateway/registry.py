@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 from gateway.errors import ApiError, ErrorKind
+from trident.priorities import bulk_twin
 from trident.spec import ModelSpec
 from trident.tasks import tasks_for_route
+
+
+def manifest_fingerprint(spec: ModelSpec) -> str:
+    return hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What Triton serves: the Trident models (their manifests) and the name of every ready model."""
+
+    specs: list[ModelSpec]
+    ready: frozenset[str] = frozenset()
 
 
 class ModelRegistry:
     def __init__(self, default_model: str | None = None) -> None:
         self.models: dict[str, ModelSpec] = {}
         self.default_model = default_model
+        self.ready: frozenset[str] = frozenset()
+        self.fingerprints: dict[str, str] = {}
 
-    def replace(self, specs: list[ModelSpec]) -> None:
-        self.models = {spec.name: spec for spec in specs}
+    def replace(self, found: Discovery) -> None:
+        self.models = {spec.name: spec for spec in found.specs}
+        self.ready = found.ready
+        self.fingerprints = {spec.name: manifest_fingerprint(spec) for spec in found.specs}
+
+    def fingerprint(self, spec: ModelSpec) -> str:
+        """The build of `spec` (its whole manifest): response cache keys start with it."""
+        return self.fingerprints.get(spec.name) or manifest_fingerprint(spec)
+
+    def has_bulk_lane(self, ensemble: str) -> bool:
+        """Whether Triton serves the ensemble's bulk twin (a build written before the lane existed has none)."""
+        return bulk_twin(ensemble) in self.ready
 
     def __bool__(self) -> bool:
         return bool(self.models)

@@ -21,9 +21,11 @@ from gateway.jobs import (
     TokensJob,
 )
 from gateway.settings import GatewaySettings
+from trident.priorities import PRIORITY_NAMES
 from trident.spec import ModelSpec
 
 Direction = Literal["right", "left", "Right", "Left"]
+PriorityName = Literal[PRIORITY_NAMES]  # "interactive" | "bulk"
 TextOrIds = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
 
 
@@ -38,6 +40,14 @@ class Lenient(BaseModel):
         truncate = self.truncate
         return {"truncate": settings.auto_truncate if truncate is None else truncate,
                 "truncate_left": self.truncation_direction.lower() == "left"}
+
+
+class InferenceBody(Lenient):
+    """A body of a route that runs the model: it may say which traffic it is (`trident.priorities`)."""
+
+    priority: PriorityName | None = Field(None, description="Trident extension: `interactive` (a user waits) or "
+                                          "`bulk` (indexing); unset: the `x-trident-priority` header, else bulk "
+                                          "when the request has more inputs than `--bulk-threshold`")
 
 
 def embedding_inputs(body: OpenAIEmbeddingRequest | EmbedRequest | EmbedSparseRequest, sent: str | list, param: str,
@@ -64,7 +74,7 @@ def embedding_job(body: OpenAIEmbeddingRequest | EmbedRequest, sent: str | list,
                     adapter=check.adapter_for(spec, body.task, body.prompt_name))
 
 
-class OpenAIEmbeddingRequest(Lenient):
+class OpenAIEmbeddingRequest(InferenceBody):
     shapes = {"input": check.TEXT_OR_IDS}
 
     input: TextOrIds = Field(description="A string, a list of strings, a list of token ids or a list of those")
@@ -82,7 +92,7 @@ class OpenAIEmbeddingRequest(Lenient):
                              normalize=spec.normalize or self.dimensions is not None)
 
 
-class EmbedRequest(Lenient):
+class EmbedRequest(InferenceBody):
     """TEI's `POST /embed`."""
 
     shapes = {"inputs": check.TEXT_OR_IDS}
@@ -103,7 +113,7 @@ class EmbedRequest(Lenient):
         return job
 
 
-class EmbedSparseRequest(Lenient):
+class EmbedSparseRequest(InferenceBody):
     """TEI's `POST /embed_sparse` (SPLADE models): the non-zero entries of each vector, or the `top_k` largest."""
 
     shapes = {"inputs": check.TEXT_OR_IDS}
@@ -119,7 +129,7 @@ class EmbedSparseRequest(Lenient):
         return SparseJob(**embedding_inputs(self, self.inputs, "inputs", spec, settings), top_k=self.top_k)
 
 
-class EmbedAllRequest(Lenient):
+class EmbedAllRequest(InferenceBody):
     """TEI's `POST /embed_all`: every token's vector, special tokens included, no pooling."""
 
     shapes = {"inputs": "a string or a list of strings"}
@@ -147,7 +157,7 @@ class SimilarityInputs(Lenient):
     sentences: list[StrictStr]
 
 
-class SimilarityRequest(Lenient):
+class SimilarityRequest(InferenceBody):
     """TEI's `POST /similarity`: the cosine of the source sentence with each of the sentences."""
 
     inputs: SimilarityInputs
@@ -180,7 +190,7 @@ class CohereInput(Lenient):
     content: list[CohereContent]
 
 
-class CohereEmbedRequest(Lenient):
+class CohereEmbedRequest(InferenceBody):
     """Cohere's `POST /v2/embed`: `texts`, or `inputs` of one text content each. The vectors are always
     normalized (as Cohere's are); `input_type` picks the model's prompt of that kind."""
 
@@ -245,7 +255,7 @@ def maxsim_jobs(body: RerankRequest | CohereRerankRequest | CohereV2RerankReques
                                  param=param, characters=sum(map(len, documents)), max_tokens=max_tokens, **truncation)
 
 
-class RerankRequest(Lenient):
+class RerankRequest(InferenceBody):
     """TEI's `POST /rerank` (what the Baseten Performance Client sends)."""
 
     query: StrictStr
@@ -268,7 +278,7 @@ class DocumentText(Lenient):
     text: StrictStr
 
 
-class CohereRerankRequest(Lenient):
+class CohereRerankRequest(InferenceBody):
     """Cohere / Jina `POST /v1/rerank`: documents as strings or `{"text": ...}` objects."""
 
     query: StrictStr
@@ -290,7 +300,7 @@ class CohereRerankRequest(Lenient):
         return maxsim_jobs(self, self.document_texts(), "documents", spec, settings)
 
 
-class CohereV2RerankRequest(Lenient):
+class CohereV2RerankRequest(InferenceBody):
     """Cohere's `POST /v2/rerank`: documents as strings; pairs are cut to fit the model, each document first
     to `max_tokens_per_doc` tokens when given."""
 
@@ -312,7 +322,7 @@ class CohereV2RerankRequest(Lenient):
         return maxsim_jobs(self, self.documents, "documents", spec, settings, self.max_tokens_per_doc)
 
 
-class PredictRequest(Lenient):
+class PredictRequest(InferenceBody):
     """TEI's `POST /predict`: `inputs` is a string, a pair or a batch (see validation.parse_predict_inputs)."""
 
     inputs: Any
@@ -338,7 +348,7 @@ class PredictRequest(Lenient):
 AggregationStrategy = Literal["none", "simple", "first", "average", "max"]
 
 
-class PredictTokensRequest(Lenient):
+class PredictTokensRequest(InferenceBody):
     """BEI's `POST /predict_tokens` (NER): `inputs` is a batch `[[text, ...]]`, a list of texts or one text."""
 
     inputs: Any

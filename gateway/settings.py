@@ -22,3 +22,6 @@ class GatewaySettings:
     # The `--id` of the tritonserver `trident serve` started: readiness requires that server, so another
     # Triton that happens to hold the port is never taken for ours. None with --triton-url.
     triton_server_id: str | None = None
+    bulk_threshold: int = 8  # a request with more inputs than this, and no priority of its own, is bulk
+    cache_size_mib: float = 64.0  # the response cache, all workers together; 0: none
+    workers: int = 1  # gateway processes sharing the cache size

@@ -7,7 +7,9 @@ import contextlib
 import logging
 
 from gateway import jobs
+from gateway.cache import ResponseCache
 from gateway.endpoints import EndpointPool
+from gateway.priority import request_priority
 from gateway.registry import ModelRegistry
 from gateway.settings import GatewaySettings
 from trident.spec import ModelSpec
@@ -22,16 +24,23 @@ class Gateway:
         self.backend = EndpointPool(settings.triton_urls, settings.request_timeout_s,
                                     server_id=settings.triton_server_id)
         self.registry = ModelRegistry(settings.default_model)
+        cache_bytes = int(settings.cache_size_mib * 2**20) // max(1, settings.workers)  # each worker its share
+        self.cache = ResponseCache(cache_bytes) if cache_bytes > 0 else None
         self._watcher: asyncio.Task | None = None
 
-    async def infer(self, spec: ModelSpec, job: jobs.Job) -> jobs.Result:
-        """Any task's job, in sub-requests of at most --triton-batch-size inputs."""
-        return await jobs.run(self.backend, spec, job, self.settings.triton_batch_size)
+    async def infer(self, spec: ModelSpec, job: jobs.Job, priority: str | None = None,
+                    inputs: int | None = None) -> jobs.Result:
+        """Any task's job, in sub-requests of at most --triton-batch-size inputs, at the request's priority:
+        `priority` as the body said it (or None), `inputs` the size of the client's batch (default the job's)."""
+        level = request_priority(priority, len(job) if inputs is None else inputs, self.settings.bulk_threshold)
+        plan = jobs.dispatch(spec, job, level, self.registry.has_bulk_lane(job.model(spec)),
+                             self.settings.triton_batch_size)
+        return await jobs.run(self.backend, spec, job, plan, self.cache, (self.registry.fingerprint(spec),))
 
     async def refresh_models(self) -> None:
-        specs = await self.backend.discover()
-        if specs:
-            self.registry.replace(specs)
+        found = await self.backend.discover()
+        if found.specs:
+            self.registry.replace(found)
 
     async def watch_models(self, interval_s: float = 0.5) -> None:
         """Discover models until Triton answers, then re-check now and then (Triton may restart)."""

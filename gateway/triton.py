@@ -10,9 +10,11 @@ from tritonclient.utils import InferenceServerException
 
 from gateway.errors import ApiError, ErrorKind
 from gateway.observe import current_request_id, triton_call
+from gateway.registry import Discovery
 from gateway.wire import infer_request, response_arrays
 from trident import errors as stage_errors
 from trident.errors import StageErrorKind
+from trident.priorities import BULK_SUFFIX
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 
 # tritonclient's own message limits, plus reconnect attempts at least once a second: gRPC's default
@@ -92,10 +94,11 @@ class TritonBackend:
 
     async def infer(
         self, model: str, tensors: dict[str, np.ndarray], outputs: tuple[str, ...], offset: int = 0,
-        param: str = "input",
+        param: str = "input", priority: int = 0,
     ) -> dict[str, np.ndarray]:
-        """One Triton call; a failure is raised translated (`offset` and `param`: see `translate`)."""
-        request = infer_request(model, tensors, outputs, current_request_id() or "")
+        """One Triton call at Triton's `priority` level; a failure is raised translated (`offset` and `param`:
+        see `translate`)."""
+        request = infer_request(model, tensors, outputs, current_request_id() or "", priority)
         try:
             with triton_call(model):
                 response = await self.stub.ModelInfer(request, timeout=self.timeout_s)
@@ -114,12 +117,15 @@ class TritonBackend:
         except InferenceServerException:
             return False
 
-    async def discover(self) -> list[ModelSpec]:
-        """Every Trident ensemble Triton serves, read from the manifest in its config."""
+    async def discover(self) -> Discovery:
+        """Every Trident ensemble Triton serves, read from the manifest in its config, and every ready model."""
         index = await self.client.get_model_repository_index(as_json=True, client_timeout=5.0)
-        specs = []
+        specs, ready = [], set()
         for entry in index.get("models", []):
             if entry.get("state") != "READY":
+                continue
+            ready.add(entry["name"])
+            if entry["name"].endswith(BULK_SUFFIX):  # a lane's twin: the same manifest, or none
                 continue
             config = (await self.client.get_model_config(entry["name"], as_json=True, client_timeout=5.0))["config"]
             manifest = config.get("parameters", {}).get(MANIFEST_PARAMETER, {}).get("string_value")
@@ -127,7 +133,7 @@ class TritonBackend:
                 spec = ModelSpec.from_json(manifest)
                 if spec.name == entry["name"]:  # not `<name>_ids`, the same model's token-id ensemble
                     specs.append(spec)
-        return specs
+        return Discovery(specs, frozenset(ready))
 
     async def close(self) -> None:
         if self._client is not None:

@@ -28,8 +28,11 @@ def byte_elements(array: np.ndarray) -> bytes:
 
 
 def infer_request(model: str, tensors: dict[str, np.ndarray], outputs: tuple[str, ...],
-                  request_id: str = "") -> service_pb2.ModelInferRequest:
+                  request_id: str = "", priority: int = 0) -> service_pb2.ModelInferRequest:
+    """`priority`: Triton's level for the request (0: the model's default), which an ensemble hands to its steps."""
     request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    if priority:
+        request.parameters["priority"].uint64_param = priority
     for name, array in tensors.items():
         datatype = DATATYPES[array.dtype]
         request.inputs.add(name=name, datatype=datatype, shape=array.shape)

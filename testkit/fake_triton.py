@@ -43,6 +43,7 @@ from google.protobuf.json_format import MessageToJson
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor, triton_to_np_dtype
 
+from trident.priorities import NICE_PARAMETER
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 from trident.stages import EngineStage
 
@@ -280,7 +281,9 @@ class FakeModel:
             rows = engine_rows.get(ModelSpec.from_json(manifest).name)
             model_class = type("FakeEngineModel", (model_class,), {"stage_class": fake_engine_stage(rows)})
         instance = model_class()
-        instance.initialize({"model_config": json.dumps(self.config_json), "model_repository": str(self.folder),
+        parameters = {name: value for name, value in self.config_json["parameters"].items() if name != NICE_PARAMETER}
+        config = {**self.config_json, "parameters": parameters}  # a bulk step's nice: never the test process's
+        instance.initialize({"model_config": json.dumps(config), "model_repository": str(self.folder),
                              "model_version": VERSION, "model_name": self.name,
                              "model_instance_kind": "CPU", "model_instance_name": f"{self.name}_0_0"})
         return instance
@@ -347,6 +350,13 @@ class FakeModel:
 # --- the server ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class InferCall:
+    model: str
+    priority: int  # the request's priority parameter (0: none sent)
+    inputs: int  # its batch size
+
+
 class FakeTriton:
     """The fake endpoint on a free loopback port, served by its own event loop in a background thread.
 
@@ -364,6 +374,7 @@ class FakeTriton:
         self.port = port
         self.ready = True
         self.infer_calls: list[str] = []  # the model of every ModelInfer call, in order (steps not included)
+        self.infer_requests: list[InferCall] = []  # and what each asked
         self._faults: list[list] = []  # [fault, calls left or None]
         self._lock = threading.Lock()
         self._hang_all = False
@@ -615,6 +626,9 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         await self.fake._gate()
         self.fake.infer_calls.append(request.model_name)
+        priority = request.parameters["priority"].uint64_param if "priority" in request.parameters else 0
+        batch = int(request.inputs[0].shape[0]) if request.inputs and request.inputs[0].shape else 0
+        self.fake.infer_requests.append(InferCall(request.model_name, priority, batch))
         try:
             tensors = _decode_inputs(request)
             outputs = await self.fake.infer(request.model_name, tensors, request.id)

@@ -57,7 +57,10 @@ class Stack:
     def command(self) -> list[str]:
         pinned = ["--triton-http-port", str(self.triton_http_port), "--triton-grpc-port", str(self.triton_grpc_port),
                   "--triton-metrics-port", str(self.triton_metrics_port)] if self.pin_triton_ports else []
-        return [sys.executable, "-m", "cli", "serve", *self.args, "--port", str(self.port), *pinned]
+        # No response cache unless `args` set one: an input sent twice reaches the model twice, so a test comparing
+        # an input alone with the same input in a batch compares two computations.
+        cache = [] if "--cache-size" in self.args else ["--cache-size", "0"]
+        return [sys.executable, "-m", "cli", "serve", *self.args, "--port", str(self.port), *pinned, *cache]
 
     def start(self, timeout: float = 300.0) -> Stack:
         self._shm_before = shm_regions()

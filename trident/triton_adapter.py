@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from trident.errors import StageError, StageErrorKind, encode
+from trident.priorities import NICE_PARAMETER, lower_os_priority
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 from trident.stages import REQUESTED_OUTPUTS
 
@@ -29,6 +30,9 @@ class StageModel:
         self.input_names = self.input_names or tuple(t["name"] for t in config.get("input", []))
         self.output_names = self.output_names or tuple(t["name"] for t in config.get("output", []))
         spec = ModelSpec.from_json(config["parameters"][MANIFEST_PARAMETER]["string_value"])
+        if NICE_PARAMETER in config["parameters"]:  # a bulk lane's step: before its runtime starts threads
+            lower_os_priority(int(config["parameters"][NICE_PARAMETER]["string_value"]))
+        use_instance_gpu(args)
         files = Path(args["model_repository"]) / args["model_version"]
         self.stage = self.stage_class(spec, files)
         # What the stub loaded (numpy, the tokenizer, the engine's runtime) stays out of the collector's walks:
@@ -71,6 +75,16 @@ class StageModel:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(encode(error), code))
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, result[name])
                                                           for name in self.output_names if name in result])
+
+
+def use_instance_gpu(args: dict) -> None:
+    """An instance Triton placed on a GPU (`trident serve --gpus`: one instance group per GPU) computes on that
+    GPU: it becomes the stub's current CUDA device, which the engines' `cuda` means. Unrun: no GPU was lent."""
+    if args.get("model_instance_kind") != "GPU":
+        return
+    import torch
+
+    torch.cuda.set_device(int(args["model_instance_device_id"]))
 
 
 def as_stage_error(exc: Exception) -> StageError:

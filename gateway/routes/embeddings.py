@@ -51,7 +51,7 @@ class EmbeddingList(BaseModel):
 async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/v1/embeddings")
-    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings), body.priority)
     vectors = base64_rows(result[T.EMBEDDINGS]) if body.encoding_format == "base64" else result[T.EMBEDDINGS]
     return json_response({
         "object": "list",
@@ -71,7 +71,7 @@ async def tei_embed(body: EmbedRequest, request: Request) -> Response:
     """`[[f32]]`; with `embedding_type` int8 / uint8 / binary / ubinary rows of integers, with base64 strings."""
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/embed")
-    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings), body.priority)
     return json_response(typed(result[T.EMBEDDINGS], body.embedding_type, spec))
 
 
@@ -82,7 +82,7 @@ async def tei_embed_all(body: EmbedAllRequest, request: Request) -> Response:
     side's, as encode_query / encode_document give them)."""
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/embed_all")
-    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings), body.priority)
     multi_vector = spec.task_row.multi_vector
     return json_response(result.token_rows(T.VECTORS, T.NUM_VECTORS) if multi_vector else result.token_rows())
 
@@ -97,7 +97,7 @@ async def tei_embed_sparse(body: EmbedSparseRequest, request: Request) -> Respon
     """Per input, its non-zero vocabulary entries in index order (with `top_k`, only the k largest)."""
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/embed_sparse")
-    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings), body.priority)
     rows = zip(result[T.SPARSE_INDICES].tolist(), result[T.SPARSE_VALUES].tolist(), strict=True)
     return json_response([[{"index": index, "value": value} for index, value in zip(indices, values, strict=True)
                            if index >= 0] for indices, values in rows])
@@ -108,7 +108,8 @@ async def tei_similarity(body: SimilarityRequest, request: Request) -> Response:
     """The cosine of `source_sentence` with each of `sentences`, in their order."""
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/similarity")
-    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    job = body.to_job(spec, gateway.settings)
+    result = await gateway.infer(spec, job, body.priority, inputs=len(job) - 1)  # the client's batch: `sentences`
     vectors = result[T.EMBEDDINGS]  # normalized: the dot product is the cosine
     return json_response((vectors[1:] @ vectors[0]).astype(np.float32))
 
@@ -141,7 +142,7 @@ async def cohere_embed(body: CohereEmbedRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/v2/embed")
     job = body.to_job(spec, gateway.settings)
-    result = await gateway.infer(spec, job)
+    result = await gateway.infer(spec, job, body.priority)
     vectors = result[T.EMBEDDINGS]
     return json_response({
         "id": uuid.uuid4().hex,

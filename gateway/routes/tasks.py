@@ -41,12 +41,14 @@ async def _rank(request: Request, spec: ModelSpec, body: RerankBody) -> tuple[li
     gateway = request.app.state.gateway
     if spec.task_row.multi_vector:
         query_job, documents_job = body.to_maxsim_jobs(spec, gateway.settings)
-        query, documents = await asyncio.gather(gateway.infer(spec, query_job), gateway.infer(spec, documents_job))
+        size = len(documents_job)  # both at the priority of the client's batch: its documents
+        query, documents = await asyncio.gather(gateway.infer(spec, query_job, body.priority, size),
+                                                gateway.infer(spec, documents_job, body.priority, size))
         scores = maxsim(query.token_rows(T.VECTORS, T.NUM_VECTORS)[0], documents.token_rows(T.VECTORS, T.NUM_VECTORS))
         num_tokens = query.num_tokens + documents.num_tokens
     else:
         job = body.to_job(spec, gateway.settings)
-        result = await gateway.infer(spec, job)
+        result = await gateway.infer(spec, job, body.priority)
         scores, num_tokens = result[T.SCORES].reshape(len(job), -1)[:, 0].tolist(), result.num_tokens
     ranked = sorted(enumerate(scores), key=lambda item: item[1], reverse=True)  # stable: ties keep input order
     return ranked, num_tokens
@@ -100,7 +102,7 @@ async def tei_predict(body: PredictRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/predict")
     job = body.to_job(spec, gateway.settings)
-    result = await gateway.infer(spec, job)
+    result = await gateway.infer(spec, job, body.priority)
     labels = spec.labels()
     predictions = [sorted(({"label": label, "score": score} for label, score in zip(labels, row.tolist(), strict=True)),
                           key=lambda p: p["score"], reverse=True)
@@ -112,7 +114,7 @@ async def tei_predict(body: PredictRequest, request: Request) -> Response:
 async def predict_tokens(body: PredictTokensRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/predict_tokens")
-    result = await gateway.infer(spec, body.to_job(spec, gateway.settings))
+    result = await gateway.infer(spec, body.to_job(spec, gateway.settings), body.priority)
     # Each text's entities arrive as JSON from Triton: joined as they are, never parsed again.
     return Response(b"[" + b",".join(bytes(item) for item in result[T.RESULT].reshape(-1)) + b"]",
                     media_type="application/json")

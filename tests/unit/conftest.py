@@ -88,9 +88,11 @@ def fake(fake_triton_server: FakeTriton) -> Iterator[FakeTriton]:
 
 
 def settings_for(fake: FakeTriton, repository: Path, **overrides) -> GatewaySettings:
-    """`trident serve --triton-url FAKE --repository REPO --default-model tiny-bert-mean`, plus `overrides`."""
+    """`trident serve --triton-url FAKE --repository REPO --default-model tiny-bert-mean --cache-size 0`, plus
+    `overrides`. No response cache unless a test asks for one: a test's inputs reach the model, whatever other
+    tests sent before (tests/unit/test_response_cache.py is the cache's own)."""
     return GatewaySettings(**{"triton_urls": [fake.url], "repositories": [repository],
-                              "default_model": DEFAULT_MODEL, **overrides})
+                              "default_model": DEFAULT_MODEL, "cache_size_mib": 0, **overrides})
 
 
 @pytest.fixture(scope="session")

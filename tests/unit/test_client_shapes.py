@@ -139,16 +139,20 @@ def test_tokenization_time_comes_from_the_tokenizer_step(gateway, path, body):
     assert int(headers["x-tokenization-time"]) <= int(headers["x-inference-time"]) <= int(headers["x-total-time"])
 
 
-def test_tokenization_time_is_what_the_tokenizer_step_measured(gateway, fake, monkeypatch):
-    """A tokenizer made 60 ms slower shows in x-tokenization-time: the step's own measure reaches the header."""
-    stage = fake.models["tiny-bert-mean_tokenizer"].instance.stage
-    encode = stage.tokenizer.encode
-
+def slowed(function, seconds: float):
     def slow(*args, **kwargs):
-        time.sleep(0.06)
-        return encode(*args, **kwargs)
+        time.sleep(seconds)
+        return function(*args, **kwargs)
 
-    monkeypatch.setattr(stage.tokenizer, "encode", slow)
+    return slow
+
+
+def test_tokenization_time_is_what_the_tokenizer_step_measured(gateway, fake, monkeypatch):
+    """A tokenizer made 60 ms slower shows in x-tokenization-time: the step's own measure reaches the header.
+    Both lanes' tokenizers: the 70 inputs below are a bulk request."""
+    for model in ("tiny-bert-mean_tokenizer", "tiny-bert-mean_tokenizer_bulk"):
+        tokenizer = fake.models[model].instance.stage.tokenizer
+        monkeypatch.setattr(tokenizer, "encode", slowed(tokenizer.encode, 0.06))
     headers = gateway.post("/embed", {"inputs": ["slow to tokenize"], "model": "tiny-bert-mean"}).headers
     assert 60 <= int(headers["x-tokenization-time"]) <= int(headers["x-inference-time"])
     split = gateway.post("/embed", {"inputs": ["x"] * 70, "model": "tiny-bert-mean"}).headers  # 3 sub-requests

@@ -69,13 +69,20 @@ def test_docker_compose_config_accepts_it(name, tmp_path):
         assert result.returncode == 0, result.stderr
 
 
+def placed_and_served(script: str) -> bool:
+    """Triton serves the build as `trident place` wrote it for the host: its engine on every GPU it sees."""
+    place, serve = script.split("&&")
+    return (place.split() == ["trident", "place", "/models/repository", "--out", "/tmp/placed", "--gpus", "all"]
+            and serve.split()[:3] == ["exec", "tritonserver", "--model-repository=/tmp/placed"])
+
+
 def test_gpu_compose_stack():
     services = load(ROOT / "compose.yaml")["services"]
     assert set(services) == {"builder", "triton", "gateway", "prometheus", "grafana"}
     assert services["builder"]["build"]["target"] == "builder" and services["builder"]["restart"] == "no"
     assert "models:/models" in services["builder"]["volumes"]
     triton = services["triton"]
-    assert "--model-repository=/models/repository" in triton["command"]
+    assert placed_and_served(" ".join(triton["command"]))
     assert triton["depends_on"]["builder"]["condition"] == "service_completed_successfully"
     assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"]) and triton["shm_size"]
     device = triton["deploy"]["resources"]["reservations"]["devices"][0]
@@ -155,6 +162,7 @@ def test_triton_gets_a_gpu_and_is_ready_when_triton_says_so():
     pod = by_kind("Deployment", "triton")["spec"]["template"]["spec"]
     triton = pod["containers"][0]
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert triton["command"][:2] == ["/bin/sh", "-c"] and placed_and_served(triton["command"][2])
     assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {by_kind("PersistentVolumeClaim", "trident-models")["metadata"]["name"]}

@@ -10,7 +10,7 @@ import torch
 
 from gateway.errors import ApiError
 from gateway.jobs import ScoreJob
-from gateway.registry import ModelRegistry
+from gateway.registry import Discovery, ModelRegistry
 from gateway.validation import parse_ner_inputs, parse_predict_inputs
 from testkit.factories import make_tiny_bert
 from trident import tensors as T
@@ -96,7 +96,7 @@ def _spec(name: str, task: str) -> ModelSpec:
 
 def test_pick_by_route():
     registry = ModelRegistry(default_model="cls")
-    registry.replace([_spec("cls", "classifier"), _spec("rr-b", "reranker"), _spec("rr-a", "reranker")])
+    registry.replace(Discovery([_spec("cls", "classifier"), _spec("rr-b", "reranker"), _spec("rr-a", "reranker")]))
     assert registry.pick(None, route="/predict").name == "cls"
     assert registry.pick(None, route="/rerank").name == "rr-a"  # no name: the first reranker by name
     assert registry.pick("rr-b", route="/rerank").name == "rr-b"

@@ -21,6 +21,7 @@ from cli.ports import PortInUseError
 from cli.workers import WorkerPlan, default_workers, first_slot, reserve_port, reuse_port_sockets
 from gateway.limits import Admission, SharedSlots
 from gateway.settings import GatewaySettings
+from trident.priorities import bulk_twin
 from trident.spec import ModelSpec
 
 
@@ -117,7 +118,8 @@ def test_the_served_copy_sizes_the_cheap_steps_for_the_host_and_links_the_build(
     served = served_copy(unit_repository, tmp_path / "served", step_instances=3)
     specs = [ModelSpec.load(manifest) for manifest in unit_repository.glob("*/manifest.json")]
     assert specs
-    sized = {model_name(spec, role) for spec in specs for role in HOST_SIZED_ROLES}
+    names = [model_name(spec, role) for spec in specs for role in HOST_SIZED_ROLES]
+    sized = {*names, *map(bulk_twin, names)}
     assert sorted(p.name for p in served.iterdir()) == sorted(p.name for p in unit_repository.iterdir())
     for model in served.iterdir():
         built = unit_repository / model.name
