@@ -254,7 +254,8 @@ def run_serve(args: argparse.Namespace) -> int:
             supervisor = Supervisor(server)
             progress(f"starting tritonserver {server.server_id} (gRPC {server.url}, HTTP {server.http_port}, "
                      f"metrics {server.metrics_port})")
-            supervisor.start()
+            chosen = frozenset(name for name in ports if getattr(args, f"triton_{name}_port") is None)
+            supervisor.start(rebind=chosen)
             triton_urls, triton_server_id = [server.url], server.server_id
             metrics_url = metrics_url or server.metrics_url
         settings = GatewaySettings(

@@ -24,6 +24,7 @@ import uvicorn
 
 from builder.repository import PlacementError, served_copy
 from cli import procfs
+from cli.ports import free_port
 from cli.triton_server import TritonServer, TritonStartError, clean_shared_memory
 
 log = logging.getLogger("trident.serve")
@@ -40,12 +41,50 @@ class Supervisor:
     _thread: threading.Thread | None = None
     _stubs: list[int] = field(default_factory=list)
 
-    def start(self, timeout: float = 300.0) -> None:
-        self.server.start()
-        self.server.wait_ready(timeout)
+    def start(self, timeout: float = 300.0, rebind: frozenset[str] = frozenset(), attempts: int = 5) -> None:
+        """Start tritonserver and wait until it is ready. `rebind`: the ports (http, grpc, metrics) that were chosen
+        free rather than asked for: one taken since (another server started at the same moment) is chosen
+        again and Triton restarted, up to `attempts` times; a port asked for and taken fails at once."""
+        for attempt in range(1, attempts + 1):
+            taken = self._start_once(timeout)
+            if not taken:
+                break
+            pinned = sorted(taken - rebind)
+            if pinned or attempt == attempts:
+                ports = ", ".join(f"{name} {self.server.port(name)}" for name in sorted(taken))
+                raise TritonStartError(f"tritonserver could not bind its {ports} port(s): already in use"
+                                       + (f" (--triton-{pinned[0]}-port)" if pinned else f" after {attempts} tries"))
+            self._choose_ports_again(taken)
         self._stubs = stub_pids(self.server.process.pid)
         self._thread = threading.Thread(target=self._watch, name="triton-supervisor", daemon=True)
         self._thread.start()
+
+    def _start_once(self, timeout: float) -> set[str]:
+        """One start; the ports found taken (then tritonserver is stopped), or none when it is ready."""
+        self.server.start()
+        try:
+            self.server.wait_ready(timeout)
+        except TritonStartError:
+            taken = self.server.ports_taken()
+            self.server.stop()
+            if not taken:
+                raise
+            return taken
+        taken = self.server.ports_taken()  # Metrics only logs it: ready, but another server's metrics there
+        if taken:
+            self.server.stop()
+        return taken
+
+    def _choose_ports_again(self, taken: set[str]) -> None:
+        used = {self.server.port(name) for name in ("http", "grpc", "metrics")}
+        old = {name: self.server.port(name) for name in sorted(taken)}
+        for name in sorted(taken):
+            port = free_port(self.server.host, used)
+            used.add(port)
+            setattr(self.server, f"{name}_port", port)
+        log.warning("tritonserver found its %s taken since they were chosen (another server started meanwhile); "
+                    "starting it again on %s", ", ".join(f"{n} port {p}" for n, p in old.items()),
+                    ", ".join(f"{n} port {self.server.port(n)}" for n in old))
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.2):

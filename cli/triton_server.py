@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,9 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 SHM_DIR = Path("/dev/shm")
+# How tritonserver 2.51 says a port was taken: gRPC and HTTP fail its start, Metrics only logs it and serves on.
+PORT_TAKEN = re.compile(r"failed to start (GRPC|HTTP|Metrics) service: .*already in use")
+SERVICE_PORTS = {"GRPC": "grpc", "HTTP": "http", "Metrics": "metrics"}
 SHM_PREFIX = "triton_python_backend_shm_region_trident_"
 
 
@@ -98,6 +102,7 @@ class TritonServer:
     # Triton's `--id`, which its server metadata answers: how we (and the gateway) know a port is ours.
     server_id: str = field(default_factory=lambda: f"trident-{uuid.uuid4().hex[:12]}")
     process: subprocess.Popen | None = None
+    _log_start: int = 0  # where this start's lines begin in the log (it is appended to)
 
     def command(self) -> list[str]:
         root = pytriton_root()
@@ -121,6 +126,7 @@ class TritonServer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_file or self.work_dir / "tritonserver.log"
         self.log_file = log_file
+        self._log_start = log_file.stat().st_size if log_file.exists() else 0
         with log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=triton_environment(),
@@ -177,6 +183,18 @@ class TritonServer:
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+
+    def ports_taken(self) -> set[str]:
+        """The ports (http, grpc, metrics) this start of tritonserver found taken, from its log."""
+        if not self.log_file or not self.log_file.exists():
+            return set()
+        with self.log_file.open("rb") as log:
+            log.seek(self._log_start)
+            text = log.read().decode(errors="replace")
+        return {SERVICE_PORTS[match.group(1)] for match in PORT_TAKEN.finditer(text)}
+
+    def port(self, name: str) -> int:
+        return getattr(self, f"{name}_port")
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_file or not self.log_file.exists():

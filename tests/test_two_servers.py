@@ -9,9 +9,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
+from cli.supervisor import Supervisor
+from cli.triton_server import TritonServer, TritonStartError
 from testkit.stack import Stack, free_port
 
 MODEL = "tiny-bert-cls"
@@ -62,4 +66,54 @@ def test_beside_servers_holding_the_default_ports_serve_picks_free_ones(embeddin
             answer = httpx.post(f"{stack.base_url}/embed", json={"inputs": "its own Triton"}, timeout=30)
             assert answer.status_code == 200, answer.text
         finally:
+            stack.stop()
+
+
+def empty_server(root, **ports: int) -> TritonServer:
+    """A tritonserver over an empty repository (it starts in a second), on free ports but for `ports`."""
+    (root / "repository").mkdir(parents=True, exist_ok=True)
+    chosen = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port(), **ports}
+    return TritonServer([root / "repository"], root / "work", **chosen)
+
+
+@pytest.mark.parametrize("name", ["grpc", "http", "metrics"])
+def test_a_port_taken_after_it_was_chosen_is_chosen_again(tmp_path, caplog, name):
+    """What two servers started at the same moment do to each other, made certain: the port is held between
+    being chosen and being bound. Triton 2.51 fails to start on a taken gRPC or HTTP port and only logs a
+    taken metrics port (and then serves without metrics, or with another server's there)."""
+    port = free_port()
+    supervisor = Supervisor(empty_server(tmp_path, **{f"{name}_port": port}))
+    with held([port]):
+        supervisor.start(rebind=frozenset({"http", "grpc", "metrics"}))
+    try:
+        assert supervisor.server.port(name) != port and supervisor.server.ready()
+        assert f"found its {name} port {port} taken" in caplog.text
+    finally:
+        supervisor.stop()
+
+
+def test_a_port_asked_for_and_taken_meanwhile_fails_with_its_flag(tmp_path):
+    port = free_port()
+    supervisor = Supervisor(empty_server(tmp_path, grpc_port=port))
+    with held([port]), pytest.raises(TritonStartError, match=rf"grpc {port} port\(s\): already in use "
+                                                              r"\(--triton-grpc-port\)"):
+        supervisor.start(rebind=frozenset({"http", "metrics"}))
+    assert not supervisor.server.alive()
+
+
+def test_two_servers_started_at_the_same_moment_both_serve_their_own_models(embedding_repositories, tmp_path):
+    """Neither pins Triton's ports: both choose the same ones (8000-8002 when free) and one of them finds them
+    taken when it binds, then starts again on others."""
+    stacks = [Stack(["--repository", str(embedding_repositories[model]), "--log-format", "text"],
+                    tmp_path / f"{model}.log", pin_triton_ports=False) for model in ("tiny-bert-cls", "tiny-bert-mean")]
+    with ThreadPoolExecutor(2) as pool:
+        started = [pool.submit(stack.start) for stack in stacks]
+        errors = [future.exception() for future in started]
+    try:
+        assert errors == [None, None], [stack.log_tail() for stack in stacks]
+        for stack, model in zip(stacks, ("tiny-bert-cls", "tiny-bert-mean"), strict=True):
+            assert httpx.get(f"{stack.base_url}/health", timeout=10).json()["models"] == [model]
+            assert httpx.post(f"{stack.base_url}/embed", json={"inputs": "mine"}, timeout=30).status_code == 200
+    finally:
+        for stack in stacks:
             stack.stop()
