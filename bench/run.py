@@ -229,6 +229,7 @@ def main() -> int:
     parser.add_argument("--skip-int8", action="store_true", help="skip the --quantization int8 build's run")
     parser.add_argument("--skip-precision", action="store_true", help="skip bench/precision.py's variants and peers")
     parser.add_argument("--skip-request-path", action="store_true", help="skip bench/request_path.py's figures")
+    parser.add_argument("--skip-priorities", action="store_true", help="skip bench/priorities.py's mixed load")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
@@ -284,6 +285,11 @@ def main() -> int:
         results["request_path"] = request_path_table(
             repository, DEFAULT_MODEL_NAME, short, long, min(args.seconds, 8.0), logs,
             infinity_requests_per_s=results.get("infinity", {}).get("requests", {}).get("requests_per_s"))
+    if not args.skip_priorities:  # search queries beside bulk indexing, with and without priorities; the cache
+        from bench.priorities import priorities_table
+
+        print("... queries beside bulk indexing", flush=True)
+        results["priorities"] = priorities_table(repository, DEFAULT_MODEL_NAME, tokens_long, args.seconds, logs)
     print("... engine vs matmul", flush=True)
     results["engine"] = engine_flops(repository, DEFAULT_MODEL_NAME, 256)
     results["matmul_flops"] = matmul_flops()
@@ -323,6 +329,10 @@ def main() -> int:
     print(json.dumps(summary, indent=2))
     if "request_path" in results:
         print_table(results["request_path"])
+    if "priorities" in results:
+        from bench.priorities import print_table as print_priorities
+
+        print_priorities(results["priorities"])
     print(f"results: {args.out / stamp}.json")
     return 0
 

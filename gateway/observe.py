@@ -14,7 +14,8 @@ Timing headers, in whole milliseconds as TEI sends them (only on answers that di
   only when several ran at once); for token ids, the ids step's (well under a millisecond); for /tokenize,
   the gateway's own tokenizing.
 - x-compute-tokens, x-compute-characters: tokens the model processed, characters the client sent.
-- x-cache: `hit` when every input was answered from the response cache (`gateway.cache`), else `miss`.
+- x-cache: `hit` when every input was answered from the response cache (`gateway.cache`), else `miss`;
+  x-cache-hits: how many inputs were (when any).
 - x-trident-priority: the priority the request ran at, `interactive` or `bulk` (`trident.priorities`).
 """
 
@@ -80,6 +81,8 @@ class RequestRecord:
             headers["x-tokenization-time"] = ms(self.tokenization_s)
         if self.cache_hits or self.cache_misses:
             headers["x-cache"] = "miss" if self.cache_misses else "hit"
+        if self.cache_hits:
+            headers["x-cache-hits"] = str(self.cache_hits)  # inputs answered from the cache, of a batch too
         if self.priority is not None:
             headers[PRIORITY_HEADER] = self.priority
         return headers

@@ -73,7 +73,7 @@ def test_a_batch_computes_only_its_new_inputs_in_order(cached, fake):
     send(cached, fake, "/embed", {"inputs": ["second", "fourth"], "model": MODEL})
     batch = ["first", "second", "third", "fourth", "fifth"]
     mixed, computed = send(cached, fake, "/embed", {"inputs": batch, "model": MODEL})
-    assert computed == 3 and mixed.headers["x-cache"] == "miss"
+    assert computed == 3 and mixed.headers["x-cache"] == "miss" and mixed.headers["x-cache-hits"] == "2"
     alone = [send(cached, fake, "/embed", {"inputs": [text], "model": MODEL})[0].json()[0] for text in batch]
     assert mixed.json() == alone
 
