@@ -40,8 +40,9 @@ class ModelRegistry:
         return self.fingerprints.get(spec.name) or manifest_fingerprint(spec)
 
     def has_bulk_lane(self, ensemble: str) -> bool:
-        """Whether Triton serves the ensemble's bulk twin (a build written before the lane existed has none)."""
-        return bulk_twin(ensemble) in self.ready
+        """Whether Triton serves the ensemble's bulk twin (a build written before the lane existed has none; a
+        model of its own that happens to be named so is not one)."""
+        return bulk_twin(ensemble) in self.ready and bulk_twin(ensemble) not in self.models
 
     def __bool__(self) -> bool:
         return bool(self.models)

@@ -14,7 +14,6 @@ from gateway.registry import Discovery
 from gateway.wire import infer_request, response_arrays
 from trident import errors as stage_errors
 from trident.errors import StageErrorKind
-from trident.priorities import BULK_SUFFIX
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 
 # tritonclient's own message limits, plus reconnect attempts at least once a second: gRPC's default
@@ -125,8 +124,6 @@ class TritonBackend:
             if entry.get("state") != "READY":
                 continue
             ready.add(entry["name"])
-            if entry["name"].endswith(BULK_SUFFIX):  # a lane's twin: the same manifest, or none
-                continue
             config = (await self.client.get_model_config(entry["name"], as_json=True, client_timeout=5.0))["config"]
             manifest = config.get("parameters", {}).get(MANIFEST_PARAMETER, {}).get("string_value")
             if manifest and config.get("platform") == "ensemble":
