@@ -97,6 +97,8 @@ async def info(request: Request, model: str | None = None) -> Response:
         "max_concurrent_requests": settings.max_concurrent_requests,
         "max_payload_bytes": settings.max_payload_bytes, "request_timeout_s": settings.request_timeout_s,
         "auto_truncate": settings.auto_truncate, "prompts": spec.prompts,
+        "bulk_threshold": settings.bulk_threshold, "bulk_lane": gateway.registry.has_bulk_lane(spec.name),
+        "cache_size_mib": settings.cache_size_mib,
         "default_route": spec.default_route, "routes": list(spec.task_row.routes),
         "quantization_ranges": spec.quantization_ranges or None,
         "version": __version__, "engine": spec.engine,

@@ -107,3 +107,8 @@ def test_a_bulk_job_keeps_a_few_sub_requests_in_flight_and_never_holds_an_intera
     assert held == 2  # tiny-bert-mean has one engine instance: 1 + 1
     assert query.status_code == 200 and query.headers["x-trident-priority"] == "interactive"
     assert bulk["r"].status_code == 200 and len(bulk["r"].json()) == 64
+
+
+def test_info_says_how_requests_are_prioritized_and_cached(make_gateway):
+    info = make_gateway(bulk_threshold=4, cache_size_mib=2).get("/info", params={"model": MODEL}).json()
+    assert (info["bulk_threshold"], info["bulk_lane"], info["cache_size_mib"]) == (4, True, 2)
