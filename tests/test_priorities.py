@@ -1,4 +1,4 @@
-"""Priorities on real Triton 2.51 (the gateway's side, against the fake: tests/unit/test_priorities.py).
+"""Priorities on real Triton 2.51 (the gateway's side, against the fake: tests/unit/test_priority_rules.py).
 
 - Triton hands an ensemble request's priority to its steps: shown on a one-step ensemble whose step runs one
   request at a time and answers the order it ran them in (the queue's order, not a timing).
