@@ -31,7 +31,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from builder.tensorrt_plan import plan_model_name
 from trident import tensors as T
-from trident.priorities import BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority, bulk_twin
+from trident.priorities import BULK_ENGINE_INSTANCES, BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority, bulk_twin
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 
@@ -226,7 +226,10 @@ def configs_for(spec: ModelSpec) -> dict[str, pb.ModelConfig]:
     steps = steps_for(spec)
     bulk = bulk_steps(spec, steps)
     twins = [step for step in bulk.values() if step.bulk]
-    configs = {step.model(spec): python_config(spec, step) for step in [*steps.values(), *twins]}
+    configs = {step.model(spec): python_config(spec, step) for step in steps.values()}
+    # The lane's engine: one instance, whose manifest says so (its threads are the cores' share of one).
+    lane_spec = replace(spec, engine_instances=BULK_ENGINE_INSTANCES)
+    configs.update({step.model(spec): python_config(lane_spec, step) for step in twins})
     for ensemble in ensembles_for(spec, steps):
         configs[ensemble.name] = ensemble_config(spec, ensemble)
     for ensemble in ensembles_for(spec, bulk):

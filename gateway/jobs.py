@@ -20,7 +20,7 @@ from gateway import metrics
 from gateway.cache import ResponseCache, Row, own_row
 from gateway.observe import note_dispatch, note_usage
 from trident import tensors as T
-from trident.priorities import BULK_MAX_BATCH, Priority, bulk_twin
+from trident.priorities import BULK_IN_FLIGHT, BULK_MAX_BATCH, Priority, bulk_twin
 from trident.spec import ModelSpec
 from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
 
@@ -293,14 +293,14 @@ class Dispatch:
 
 def dispatch(spec: ModelSpec, job: Job, priority: Priority, bulk_lane: bool, step: int) -> Dispatch:
     """A bulk job goes to its ensemble's bulk twin when Triton serves one, in sub-requests that twin batches one
-    at a time, and keeps only a few in flight: enough to keep every engine instance of the lane busy, never the
+    at a time, and keeps only BULK_IN_FLIGHT of them in flight: enough to keep the lane's engine busy, never the
     whole job in Triton's queues, so bulk jobs share the lane among themselves."""
     model = job.model(spec)
     if priority is Priority.INTERACTIVE:
         return Dispatch(model, step, priority)
     if bulk_lane:
         model, step = bulk_twin(model), min(step, BULK_MAX_BATCH)
-    return Dispatch(model, step, priority, in_flight=spec.engine_instances + 1)
+    return Dispatch(model, step, priority, in_flight=BULK_IN_FLIGHT)
 
 
 async def paced(calls: list[Awaitable[Tensors]], limit: int | None) -> list[Tensors]:

@@ -39,6 +39,10 @@ BULK_NICE = 10
 # engine execution is one sub-request of the gateway, so a bulk request that just missed a batch waits for one
 # sub-request, not for every queued one (the fair tail of big requests).
 BULK_MAX_BATCH = 32
+# The bulk lane's engine on the CPU: one instance with every core's threads (a second copy of the model's memory,
+# not two), and a bulk job keeps two sub-requests in flight: one executing there, the next tokenized and waiting.
+BULK_ENGINE_INSTANCES = 1
+BULK_IN_FLIGHT = 2
 NICE_PARAMETER = "trident_nice"  # a step's config parameter: the OS nice value its stub runs at
 
 

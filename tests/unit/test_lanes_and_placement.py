@@ -17,7 +17,14 @@ from tritonclient.grpc import model_config_pb2 as pb
 from builder.repository import configs_for, model_name, write_repository
 from cli.gpus import gpu_list
 from cli.main import main
-from trident.priorities import BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority, bulk_twin
+from trident.priorities import (
+    BULK_ENGINE_INSTANCES,
+    BULK_MAX_BATCH,
+    BULK_NICE,
+    NICE_PARAMETER,
+    Priority,
+    bulk_twin,
+)
 from trident.spec import ModelSpec
 from trident.triton_adapter import use_instance_gpu
 
@@ -62,7 +69,10 @@ def test_the_bulk_lane_has_its_own_tokenizer_and_cpu_engine_at_a_lower_os_priori
         own = configs[twin.removesuffix("_bulk")]
         assert NICE_PARAMETER not in own.parameters and own.max_batch_size > BULK_MAX_BATCH
         assert [i.name for i in config.input] == [i.name for i in own.input]
-        assert config.instance_group == own.instance_group
+    engine = configs["tiny-bert-mean_engine_bulk"]
+    assert [group.count for group in engine.instance_group] == [BULK_ENGINE_INSTANCES]
+    assert ModelSpec.from_json(engine.parameters["trident_manifest"].string_value).engine_instances \
+        == BULK_ENGINE_INSTANCES  # what its stage reads: its threads are the cores' share of one instance
     # Only the `<name>` ensemble carries the manifest: discovery finds each model once.
     assert [name for name, c in configs.items() if c.platform == "ensemble" and "trident_manifest" in c.parameters] \
         == ["tiny-bert-mean"]

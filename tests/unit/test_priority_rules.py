@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from testkit.fake_triton import InferCall
-from trident.priorities import BULK_MAX_BATCH, Priority
+from trident.priorities import BULK_IN_FLIGHT, BULK_MAX_BATCH, Priority
 
 MODEL = "tiny-bert-mean"
 INTERACTIVE, BULK = Priority.INTERACTIVE.value, Priority.BULK.value
@@ -88,8 +88,8 @@ def test_a_bad_priority_is_refused_with_what_is_allowed(gateway):
 
 
 def test_a_bulk_job_keeps_a_few_sub_requests_in_flight_and_never_holds_an_interactive_one(fake, make_gateway):
-    """While every bulk sub-request is held inside Triton, the job has only `engine instances + 1` of them there,
-    and an interactive request goes through."""
+    """While every bulk sub-request is held inside Triton, the job has only BULK_IN_FLIGHT of them there, and an
+    interactive request goes through."""
     gateway = make_gateway(triton_batch_size=4)
     bulk: dict[str, httpx.Response] = {}
     with fake.hung(f"{MODEL}_bulk"):
@@ -104,7 +104,7 @@ def test_a_bulk_job_keeps_a_few_sub_requests_in_flight_and_never_holds_an_intera
         query = gateway.post("/embed", {"inputs": "a search query", "model": MODEL})
         assert "r" not in bulk  # the bulk job is still held
     worker.join(30)
-    assert held == 2  # tiny-bert-mean has one engine instance: 1 + 1
+    assert held == BULK_IN_FLIGHT
     assert query.status_code == 200 and query.headers["x-trident-priority"] == "interactive"
     assert bulk["r"].status_code == 200 and len(bulk["r"].json()) == 64
 
