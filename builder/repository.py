@@ -39,8 +39,8 @@ MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
 # an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
 # manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens`, sparse and multi-vector models;
-# 4 no queue delays on CPU; 5 priority levels and the bulk lane.
-REPOSITORY_FORMAT = 5
+# 4 no queue delays on CPU; 5 priority levels and the bulk lane; 6 the bulk lane's engine as one instance.
+REPOSITORY_FORMAT = 6
 MAX_BATCH_SIZE = 256
 # Queue delays. A lone request waits out its steps' delays (Triton 2.51 at concurrency 1: queue 645 us at an
 # engine with 500, 258 us at a tokenizer with 100, 120 us at the postprocess with 0), and under load the

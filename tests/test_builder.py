@@ -80,8 +80,9 @@ def test_build_writes_a_complete_repository(tmp_path):
     out = tmp_path / "repository"
     result = build(BuildOptions(model=str(make_tiny_bert(tmp_path / "m")), out=out, name="tiny"),
                    progress=lambda _: None)
-    assert sorted(p.name for p in out.iterdir()) == [
-        "tiny", "tiny_engine", "tiny_ids", "tiny_ids_input", "tiny_postprocess", "tiny_tokenizer", "tiny_tokens"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([
+        "tiny", "tiny_engine", "tiny_ids", "tiny_ids_input", "tiny_postprocess", "tiny_tokenizer", "tiny_tokens",
+        "tiny_bulk", "tiny_engine_bulk", "tiny_ids_bulk", "tiny_tokenizer_bulk", "tiny_tokens_bulk"])
     manifest = ModelSpec.load(out / "tiny" / "manifest.json")
     assert manifest == result.spec and manifest.content_hash and manifest.builder_version
     assert manifest.parity["max_abs_diff"] <= 1e-4

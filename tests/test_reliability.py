@@ -35,6 +35,7 @@ from testkit.reliability import (
     wait_for,
 )
 from testkit.stack import Stack
+from trident.priorities import BULK_ENGINE_INSTANCES
 
 MODEL = "tiny-bert-cls"
 LIMIT = 8
@@ -153,10 +154,11 @@ def test_python_backend_stub_crash_is_503_then_recovers(fault_stack, reference):
     text = next(iter(reference))
     triton = triton_pid(fault_stack)
     stubs = stub_pids(triton)
-    # Tokenizer, ids input and postprocess (each sized for the host: 1 below 8 cores), two engine instances.
-    assert len(stubs) == 3 * host_step_instances(procfs.host_cores()) + 2
-    # The tokenizer's stub: every text request needs it (the ids input's is never used by text).
-    kill(next(pid for pid in stubs if any(f"{MODEL}_tokenizer" in arg for arg in procfs.cmdline(pid))))
+    # Tokenizer, its bulk twin, ids input and postprocess (each sized for the host: 1 below 8 cores), two engine
+    # instances and the bulk lane's engine.
+    assert len(stubs) == 4 * host_step_instances(procfs.host_cores()) + 2 + BULK_ENGINE_INSTANCES
+    # The tokenizer's stub: every interactive text request needs it (the ids input's is never used by text).
+    kill(next(pid for pid in stubs if any(f"{MODEL}_tokenizer/" in arg for arg in procfs.cmdline(pid))))
     statuses = set()
 
     def answered() -> bool:
