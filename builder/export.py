@@ -92,6 +92,11 @@ class ServingGraph(nn.Module):
         self.splade = spec.head[0] if heads.is_sparse(spec.head) else None
         self.multi_vector = spec.task_row.multi_vector  # its token vectors go through the Dense modules
         self.dense = DenseStack(spec.head, model_dir) if spec.task_row.dense_vectors or self.multi_vector else None
+        if spec.task_row.hybrid:  # BGE-M3: each token's lexical weight and ColBERT vector (builder.hybrid)
+            from builder.hybrid import COLBERT_FILE, SPARSE_FILE, linear
+
+            self.sparse_linear, self.colbert_linear = linear(model_dir, SPARSE_FILE), linear(model_dir, COLBERT_FILE)
+        self.hybrid = spec.task_row.hybrid
 
     def forward(
         self,
@@ -108,8 +113,12 @@ class ServingGraph(nn.Module):
     def _output(self, name: str, out: object, attention_mask: Tensor) -> Tensor:
         if name == T.LOGITS:
             return out.logits
+        if name == T.TOKEN_WEIGHTS:
+            return torch.relu(self.sparse_linear(out.last_hidden_state.float()))
         if name == T.TOKEN_EMBEDDINGS:
             hidden = out.last_hidden_state.float()
+            if self.hybrid:  # every token's, CLS too: the postprocess drops it (and normalizes)
+                return self.colbert_linear(hidden)
             return self.dense(hidden) if self.multi_vector else hidden
         if self.splade is not None:  # the [batch, seq, vocab] logits never leave the graph
             return splade_pool_padded(out.logits, attention_mask, self.splade["strategy"], self.splade["activation"])

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from builder import multi_vector
+from builder import hybrid, multi_vector
 from builder.errors import BuildError
 from builder.families import spec_fields
 from trident import heads
@@ -63,6 +63,7 @@ def inspect_checkpoint(
     model_type = str(config.get("model_type", ""))
     modules = _sentence_transformers_modules(model_dir)
     st_config = read_json(model_dir / "config_sentence_transformers.json") or {}
+    task = task or ("hybrid" if hybrid.is_hybrid(model_dir) else None)
     task = task or ("multi_vector" if multi_vector.is_multi_vector(modules, st_config) else None)
     task = task or detect_task(architecture, config, modules)
     if task not in TASK_NAMES:
@@ -72,8 +73,11 @@ def inspect_checkpoint(
     # A decoder made bidirectional (builder/families/bidirectional.py) pools like an encoder by default.
     pools_last = causal and config.get("is_causal") is not False
     tokenizer_info = _tokenizer_info(model_dir)
-    sides = {}
-    if row.sparse:
+    sides, hybrid_fields = {}, {}
+    if row.hybrid:  # FlagEmbedding's dense vector: CLS, normalized, whatever the sentence-transformers files say
+        head = heads.simple_head("cls", normalize=True)
+        hybrid_fields = hybrid.hybrid_fields(model_dir, tokenizer_info["tokenizer"], _output_dim(config, task))
+    elif row.sparse:
         head = sparse_head(model_dir, modules)
     elif row.multi_vector:
         head = multi_vector.multi_vector_head(model_dir, modules, tokenizer_info["tokenizer"])
@@ -95,6 +99,7 @@ def inspect_checkpoint(
         vocab_size=int(config.get("vocab_size") or 0),  # ids past the embedding table are refused
         id2label={} if row.vectors else _id2label(config),
         sides=sides,
+        hybrid=hybrid_fields,
         **_prompts(model_dir),
         **spec_fields(model_dir),  # what a converted family adds (builder/families)
     )

@@ -5,6 +5,8 @@
                                                                                         whose row allows them)
     <name>_tokens  ensemble: <name>_tokenizer -> <name>_engine                        (token embeddings out;
                                                                                         embedding models)
+    <name>_hybrid_<kinds>[_ids]  a hybrid (BGE-M3) model's ensembles for each other set of its dense, sparse and
+                   ColBERT outputs: the same three models, each ensemble mapping only what its set needs
 
 and the bulk lane (`trident.priorities`): each ensemble's twin `<ensemble>_bulk`, whose tokenizer (and engine,
 on the CPU) is a twin step `<step>_bulk` over the same files, at a lower OS priority; every composing model
@@ -33,14 +35,15 @@ from builder.tensorrt_plan import plan_model_name
 from trident import tensors as T
 from trident.priorities import BULK_ENGINE_INSTANCES, BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority, bulk_twin
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
-from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
+from trident.tasks import HYBRID_OUTPUTS, TOKENIZER_OUTPUTS, hybrid_model, hybrid_outputs, ids_model, tokens_model
 
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
 # an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
 # manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens`, sparse and multi-vector models;
-# 4 no queue delays on CPU; 5 priority levels and the bulk lane; 6 the bulk lane's engine as one instance.
-REPOSITORY_FORMAT = 6
+# 4 no queue delays on CPU; 5 priority levels and the bulk lane; 6 the bulk lane's engine as one instance; 7 late
+# chunking / long inputs (LATE_CHUNKING, CHUNK_LONG, PROMPT, WINDOWS, POOL_RANGES) and hybrid models.
+REPOSITORY_FORMAT = 7
 MAX_BATCH_SIZE = 256
 # Queue delays. A lone request waits out its steps' delays (Triton 2.51 at concurrency 1: queue 645 us at an
 # engine with 500, 258 us at a tokenizer with 100, 120 us at the postprocess with 0), and under load the
@@ -106,7 +109,12 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     spans = [Tensor(T.OFFSETS, (-1, 2), ragged=True), Tensor(T.WORD_IDS, (-1,), ragged=True)] if task.spans else []
     truncation = optional((T.TRUNCATE, T.TRUNCATE_LEFT, T.MAX_TOKENS, *([T.ADAPTER] if spec.adapters else [])))
     side = optional([T.SIDE] if task.multi_vector else [])  # query / document: lengths, expansion, masks
-    text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation, *side]
+    # Embedding models: late chunking and long inputs, laid out by the tokenizer and pooled by the engine.
+    laid_out = task.token_embeddings
+    layout = optional([T.LATE_CHUNKING, T.CHUNK_LONG, T.PROMPT] if laid_out else [])
+    ranges = [Tensor(T.WINDOWS, (-1,), optional=True, ragged=True),
+              Tensor(T.POOL_RANGES, (-1, 2), optional=True, ragged=True)] if laid_out else []
+    text = [Tensor(T.TEXT), *optional([T.TEXT_PAIR] if task.pairs else []), *truncation, *side, *layout]
     timing = [Tensor(T.TOKENIZE_NS)]  # straight out of the ensemble: x-tokenization-time
     # A multi-vector query's expansion tokens are encoded but not attended to: the engine takes the mask.
     attention = [Tensor(T.ATTENTION_MASK, (-1,), optional=True, ragged=True)] if task.multi_vector else []
@@ -114,11 +122,15 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     context = [Tensor(T.TEXT), tokens[0], *spans, tokens[2]] if task.spans else []  # NER cuts words from TEXT
     if task.multi_vector:
         context = [tokens[0], tokens[2]]  # the skiplist masks tokens by id
+    engine_taken, outputs = [engine_outputs[0]], task.outputs
+    if task.hybrid:  # lexical weights by token id; each engine output optional: an ensemble maps those it needs
+        context, engine_taken = [tokens[0], tokens[2]], [replace(t, optional=True) for t in engine_outputs]
+        outputs = hybrid_outputs(tuple(HYBRID_OUTPUTS))
     steps = {
-        "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans + attention + timing),
-        "engine": Step("engine", "engine", tokens + attention, engine_outputs),
-        "postprocess": Step("postprocess", task.postprocess, [*context, engine_outputs[0], *optional(task.options)],
-                            [Tensor(name, _output_dims(name, spec)) for name in task.outputs]),
+        "tokenizer": Step("tokenizer", "tokenizer", text, tokens + spans + attention + ranges + timing),
+        "engine": Step("engine", "engine", tokens + attention + ranges, engine_outputs),
+        "postprocess": Step("postprocess", task.postprocess, [*context, *engine_taken, *optional(task.options)],
+                            [Tensor(name, _output_dims(name, spec)) for name in outputs]),
     }
     if task.token_ids:
         steps["ids"] = Step("ids", "ids", [Tensor(T.TOKEN_IDS, (-1,), ragged=True), *truncation], tokens + timing)
@@ -129,12 +141,14 @@ def _engine_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
     """Per item: [width], or [tokens, width] for a per-token output (hidden states: the encoder's width)."""
     task = spec.task_row
     width = spec.num_labels if name == T.LOGITS else (-1 if name == T.TOKEN_EMBEDDINGS and task.pools else spec.dim)
+    width = 1 if name == T.TOKEN_WEIGHTS else width
     return (-1, width) if task.per_token_output(name) else (width,)
 
 
 def _output_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
+    vectors = spec.hybrid.get("colbert_dim", spec.dim)  # a hybrid model's ColBERT width is its own
     return {T.EMBEDDINGS: (-1,), T.SCORES: (spec.num_labels,), T.SPARSE_INDICES: (-1,),
-            T.SPARSE_VALUES: (-1,), T.TOKEN_EMBEDDINGS: (-1, -1), T.VECTORS: (-1, spec.dim)}.get(name, (1,))
+            T.SPARSE_VALUES: (-1,), T.TOKEN_EMBEDDINGS: (-1, -1), T.VECTORS: (-1, vectors)}.get(name, (1,))
 
 
 def bulk_steps(spec: ModelSpec, steps: dict[str, Step]) -> dict[str, Step]:
@@ -161,7 +175,28 @@ def ensembles_for(spec: ModelSpec, steps: dict[str, Step]) -> list[Ensemble]:
     if task.token_embeddings:
         ensembles.append(Ensemble(tokens_model(spec.name), [tokenizer, engine],
                                   (T.TOKEN_EMBEDDINGS, *TOKENIZER_OUTPUTS)))
+    if task.hybrid:
+        ensembles = [ensemble for kinds in hybrid_sets() for ensemble in _hybrid_ensembles(spec, steps, kinds)]
     return ensembles
+
+
+def hybrid_sets() -> list[tuple[str, ...]]:
+    """Every non-empty set of a hybrid model's outputs, dense alone (`<name>`) first."""
+    kinds = tuple(HYBRID_OUTPUTS)
+    return [tuple(k for i, k in enumerate(kinds) if mask >> i & 1) for mask in range(1, 2 ** len(kinds))]
+
+
+def _hybrid_ensembles(spec: ModelSpec, steps: dict[str, Step], kinds: tuple[str, ...]) -> list[Ensemble]:
+    """The text and token-id ensembles answering `kinds`: the postprocess takes only the engine outputs they
+    need, so the engine computes only those."""
+    unneeded = {HYBRID_OUTPUTS[kind][0] for kind in HYBRID_OUTPUTS if kind not in kinds}
+    post = steps["postprocess"]
+    chain_post = replace(post, inputs=[t for t in post.inputs if t.name not in unneeded])
+    outputs = (*hybrid_outputs(kinds), *TOKENIZER_OUTPUTS)
+    name = hybrid_model(spec.name, kinds)
+    return [Ensemble(name, [steps["tokenizer"], steps["engine"], chain_post], outputs),
+            Ensemble(ids_model(name), [steps["ids"], steps["engine"], chain_post], outputs)]
+
 
 
 def model_name(spec: ModelSpec, role: str) -> str:
@@ -203,17 +238,20 @@ def ensemble_config(spec: ModelSpec, ensemble: Ensemble) -> pb.ModelConfig:
     asks each composing model for just those (the engine computes pooled vectors or token embeddings, not
     both). The ids ensemble takes TOKEN_IDS, so what its first step produces clashes with no input."""
     config = pb.ModelConfig(name=ensemble.name, platform="ensemble", max_batch_size=ensemble.max_batch_size)
+    first = ensemble.chain[0].inputs
+    taken_first = {t.name for t in first}  # SIDE goes to the tokenizer and the postprocess: declared once
+    options = [t for t in ensemble.chain[-1].inputs if t.name in spec.task_row.options and t.name not in taken_first]
+    available = taken_first | {t.name for t in options}  # what the ensemble's inputs and earlier steps give
     for index, step in enumerate(ensemble.chain):
         taken = {t.name for later in ensemble.chain[index + 1 :] for t in later.inputs} | set(ensemble.outputs)
         entry = config.ensemble_scheduling.step.add(model_name=step.model(spec), model_version=-1)
         for tensor in step.inputs:
-            entry.input_map[tensor.name] = tensor.name
+            if tensor.name in available or not tensor.optional:  # an optional input nothing gives stays unmapped
+                entry.input_map[tensor.name] = tensor.name
         for tensor in step.outputs:
             if tensor.name in taken:
                 entry.output_map[tensor.name] = tensor.name
-    first = ensemble.chain[0].inputs
-    taken_first = {t.name for t in first}  # SIDE goes to the tokenizer and the postprocess: declared once
-    options = [t for t in ensemble.chain[-1].inputs if t.name in spec.task_row.options and t.name not in taken_first]
+                available.add(tensor.name)
     _declare([replace(t, ragged=False) for t in [*first, *options]], config.input, is_input=True)
     _declare([Tensor(name, _output_dims(name, spec)) for name in ensemble.outputs], config.output, False)
     if ensemble.name == spec.name:

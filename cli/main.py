@@ -65,6 +65,9 @@ def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
                         help="require Authorization: Bearer KEY (env TRIDENT_API_KEY)")
     parser.add_argument("--auto-truncate", action="store_true",
                         help="TEI routes truncate over-long inputs unless the request says otherwise")
+    parser.add_argument("--chunk-long-inputs", action="store_true",
+                        help="mean-pooled models embed inputs past their maximum in windows (the mean over all their "
+                             "tokens) unless the request sends chunk_long_inputs=false")
     parser.add_argument("--max-client-batch-size", type=int, default=GATEWAY_DEFAULTS.max_client_batch_size,
                         help="inputs per request")
     parser.add_argument("--max-concurrent-requests", type=int, default=GATEWAY_DEFAULTS.max_concurrent_requests,
@@ -262,7 +265,8 @@ def run_serve(args: argparse.Namespace) -> int:
             triton_urls=triton_urls, max_client_batch_size=args.max_client_batch_size,
             triton_batch_size=args.triton_batch_size, max_payload_bytes=args.max_payload_bytes,
             max_concurrent_requests=args.max_concurrent_requests, request_timeout_s=args.request_timeout,
-            auto_truncate=args.auto_truncate, api_key=args.api_key, default_model=args.default_model,
+            auto_truncate=args.auto_truncate, chunk_long_inputs=args.chunk_long_inputs, api_key=args.api_key,
+            default_model=args.default_model,
             triton_metrics_url=metrics_url, repositories=repositories, triton_server_id=triton_server_id,
             bulk_threshold=args.bulk_threshold, cache_size_mib=args.cache_size, workers=workers,
         )

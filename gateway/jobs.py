@@ -22,7 +22,7 @@ from gateway.observe import note_dispatch, note_usage
 from trident import tensors as T
 from trident.priorities import BULK_IN_FLIGHT, BULK_MAX_BATCH, Priority, bulk_twin
 from trident.spec import ModelSpec
-from trident.tasks import TOKENIZER_OUTPUTS, ids_model, tokens_model
+from trident.tasks import TOKENIZER_OUTPUTS, hybrid_model, hybrid_outputs, ids_model, tokens_model
 
 Tensors = dict[str, np.ndarray]
 
@@ -60,8 +60,16 @@ class Job:
         return spec.task_row.ensemble_outputs
 
     def spans(self, step: int) -> list[tuple[int, int]]:
-        """[start, end) of the sub-requests: contiguous, at most `step` inputs each."""
+        """[start, end) of the sub-requests: contiguous, at most `step` inputs each; one for a `whole` job."""
+        if self.whole:
+            return [(0, len(self))]
         return [(start, min(start + step, len(self))) for start in range(0, len(self), step)]
+
+    @property
+    def whole(self) -> bool:
+        """Whether the job's inputs are one thing (a late-chunked document): one Triton request, which no other
+        lane's smaller batches cut, and no input answered from the response cache on its own."""
+        return False
 
     def tensors(self, start: int, end: int) -> Tensors:
         raise NotImplementedError
@@ -114,15 +122,52 @@ class EmbeddingJob(Job):
 
 @dataclass(kw_only=True)
 class EmbedJob(EmbeddingJob):
-    """Dense vectors: normalized or not, Matryoshka-cut."""
+    """Dense vectors: normalized or not, Matryoshka-cut; with `late_chunking` or `chunk_long`, mean-pooled over
+    token ranges the tokenizer lays out (trident.spans), the prompt sent apart from the texts."""
 
     normalize: bool
     dimensions: int | None
     model_normalizes: bool  # what the postprocess does when NORMALIZE is not sent: the model's own head
+    late_chunking: bool = False  # the texts are the chunks of one document: one sub-request
+    chunk_long: bool = False  # inputs past the maximum in windows, not cut
+    prompt: str = ""  # with either: the prompt, which the texts then do not carry
+
+    @property
+    def whole(self) -> bool:
+        return self.late_chunking
 
     def options(self, n: int) -> Tensors:
-        return options(n, {T.NORMALIZE: (self.normalize, np.bool_), T.DIMENSIONS: (self.dimensions or 0, np.int32)},
-                       {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes})
+        layout = options(n, {T.LATE_CHUNKING: (self.late_chunking, np.bool_),
+                             T.CHUNK_LONG: (self.chunk_long, np.bool_)})
+        if layout and self.prompt:
+            layout[T.PROMPT] = text_column([self.prompt] * n)
+        return {**layout, **options(n, {T.NORMALIZE: (self.normalize, np.bool_),
+                                        T.DIMENSIONS: (self.dimensions or 0, np.int32)},
+                                    {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes})}
+
+
+@dataclass(kw_only=True)
+class HybridJob(EmbeddingJob):
+    """A hybrid (BGE-M3) model's outputs of `kinds` (dense, sparse, colbert), all from one engine pass per input:
+    the ensemble that answers exactly those (trident.tasks.hybrid_model)."""
+
+    kinds: tuple[str, ...]
+    normalize: bool = True
+    dimensions: int | None = None
+    model_normalizes: bool = True
+    top_k: int | None = None
+
+    def model(self, spec: ModelSpec) -> str:
+        name = hybrid_model(spec.name, self.kinds)
+        return name if self.texts is not None else ids_model(name)
+
+    def outputs(self, spec: ModelSpec) -> tuple[str, ...]:
+        return (*hybrid_outputs(self.kinds), *TOKENIZER_OUTPUTS)
+
+    def options(self, n: int) -> Tensors:
+        dense = options(n, {T.NORMALIZE: (self.normalize, np.bool_), T.DIMENSIONS: (self.dimensions or 0, np.int32)},
+                        {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes}) if "dense" in self.kinds else {}
+        return {**dense, **options(n, {T.TOP_K: (self.top_k or 0, np.int32)})}
 
 
 @dataclass(kw_only=True)
@@ -245,6 +290,12 @@ class Result:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.outputs[name]
 
+    def sparse_rows(self) -> list[list[tuple[int, float]]]:
+        """Each input's sparse (index, value) entries, in index order (SPARSE_INDICES' -1 padding left out)."""
+        rows = zip(self.outputs[T.SPARSE_INDICES].tolist(), self.outputs[T.SPARSE_VALUES].tolist(), strict=True)
+        return [[(index, value) for index, value in zip(indices, values, strict=True) if index >= 0]
+                for indices, values in rows]
+
     def token_rows(self, name: str = T.TOKEN_EMBEDDINGS, counts: str = T.NUM_TOKENS) -> list[np.ndarray]:
         """A per-token output, each input's own rows (the rest is padding)."""
         return [matrix[:count] for matrix, count in zip(self.outputs[name], self.outputs[counts].reshape(-1),
@@ -298,7 +349,7 @@ def dispatch(spec: ModelSpec, job: Job, priority: Priority, bulk_lane: bool, ste
     model = job.model(spec)
     if priority is Priority.INTERACTIVE:
         return Dispatch(model, step, priority)
-    if bulk_lane:
+    if bulk_lane and (not job.whole or len(job) <= BULK_MAX_BATCH):  # a twin batches at most BULK_MAX_BATCH
         model, step = bulk_twin(model), min(step, BULK_MAX_BATCH)
     return Dispatch(model, step, priority, in_flight=BULK_IN_FLIGHT)
 
@@ -347,6 +398,7 @@ async def run(backend: Backend, spec: ModelSpec, job: Job, plan: Dispatch, cache
     """The job's inputs the cache does not hold as sub-requests (`plan`), gathered in order with those it holds;
     `prefix` starts every cache key (the model's fingerprint)."""
     outputs = job.outputs(spec)
+    cache = None if job.whole else cache
     keys = cache_keys(job, (*prefix, job.model(spec))) if cache is not None else []
     cached = [cache.get(key) for key in keys] if cache is not None else [None] * len(job)
     spans = missing_spans(job.spans(plan.step), cached)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
 from gateway import validation as check
 from gateway.embedding_types import EmbeddingType
@@ -13,6 +13,7 @@ from gateway.errors import ApiError, ErrorKind
 from gateway.jobs import (
     DecodeJob,
     EmbedJob,
+    HybridJob,
     MultiVectorJob,
     NerJob,
     ScoreJob,
@@ -23,6 +24,7 @@ from gateway.jobs import (
 from gateway.settings import GatewaySettings
 from trident.priorities import PRIORITY_NAMES
 from trident.spec import ModelSpec
+from trident.tasks import HYBRID_OUTPUTS as HYBRID_KINDS
 
 Direction = Literal["right", "left", "Right", "Left"]
 PriorityName = Literal[PRIORITY_NAMES]  # "interactive" | "bulk"
@@ -70,8 +72,31 @@ def embedding_job(body: OpenAIEmbeddingRequest | EmbedRequest, sent: str | list,
                   settings: GatewaySettings, normalize: bool) -> EmbedJob:
     inputs = embedding_inputs(body, sent, param, spec, settings)
     check.check_dimensions(body.dimensions, spec)
+    inputs.update(laid_out(body, sent, spec, settings, inputs, body.late_chunking, body.chunk_long_inputs))
     return EmbedJob(**inputs, normalize=normalize, dimensions=body.dimensions, model_normalizes=spec.normalize,
                     adapter=check.adapter_for(spec, body.task, body.prompt_name))
+
+
+def laid_out(body: OpenAIEmbeddingRequest | EmbedRequest | CohereEmbedRequest, sent: str | list, spec: ModelSpec,
+             settings: GatewaySettings, inputs: dict, late_chunking: bool, chunk_long: bool | None) -> dict:
+    """EmbedJob fields for late chunking / long inputs ({} for neither): the texts without the prompt, which
+    travels apart (it belongs to no chunk; it starts every window)."""
+    count = len(inputs["texts"] if inputs.get("texts") is not None else inputs["token_ids"])
+    layout = check.text_layout(spec, late_chunking, chunk_long, settings, inputs.get("texts") is None, count)
+    if not layout:
+        return {}
+    texts = [sent] if isinstance(sent, str) else list(sent)
+    if isinstance(body, CohereEmbedRequest):
+        prompt = check.prompt_for_input_type([""], spec, body.input_type)[0]
+    else:
+        prompt = check.prompt_text(spec, check.task_prompt_name(spec, getattr(body, "task", None), body.prompt_name))
+    return {**layout, "texts": texts, "prompt": prompt}
+
+
+LATE_CHUNKING = ("Trident extension (Jina's field): the inputs are consecutive chunks of one document, each "
+                 "embedded from the document's token states (mean-pooled models)")
+CHUNK_LONG_INPUTS = ("Trident extension: inputs past the model's maximum are embedded in windows, the mean over all "
+                     "their tokens, instead of cut (mean-pooled models; default `--chunk-long-inputs`)")
 
 
 class OpenAIEmbeddingRequest(InferenceBody):
@@ -86,6 +111,8 @@ class OpenAIEmbeddingRequest(InferenceBody):
     truncation_direction: Direction = "right"
     prompt_name: StrictStr | None = None
     task: StrictStr | None = Field(None, description="Jina's task: the LoRA adapter (and its instruction)")
+    late_chunking: StrictBool = Field(False, description=LATE_CHUNKING)
+    chunk_long_inputs: StrictBool | None = Field(None, description=CHUNK_LONG_INPUTS)
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
         return embedding_job(self, self.input, "input", spec, settings,
@@ -106,6 +133,8 @@ class EmbedRequest(InferenceBody):
     dimensions: StrictInt | None = None
     task: StrictStr | None = Field(None, description="Jina's task: the LoRA adapter (and its instruction)")
     embedding_type: EmbeddingType = Field("float", description="Trident extension: Cohere's embedding types")
+    late_chunking: StrictBool = Field(False, description=LATE_CHUNKING)
+    chunk_long_inputs: StrictBool | None = Field(None, description=CHUNK_LONG_INPUTS)
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> EmbedJob:
         job = embedding_job(self, self.inputs, "inputs", spec, settings, normalize=self.normalize)
@@ -125,8 +154,12 @@ class EmbedSparseRequest(InferenceBody):
     prompt_name: StrictStr | None = None
     top_k: StrictInt | None = Field(None, ge=1, description="Trident extension: keep the k largest entries")
 
-    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> SparseJob:
-        return SparseJob(**embedding_inputs(self, self.inputs, "inputs", spec, settings), top_k=self.top_k)
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> SparseJob | HybridJob:
+        """A SPLADE model's vectors; a hybrid model's lexical weights."""
+        inputs = embedding_inputs(self, self.inputs, "inputs", spec, settings)
+        if spec.task_row.hybrid:
+            return HybridJob(**inputs, kinds=("sparse",), top_k=self.top_k)
+        return SparseJob(**inputs, top_k=self.top_k)
 
 
 class EmbedAllRequest(InferenceBody):
@@ -140,16 +173,50 @@ class EmbedAllRequest(InferenceBody):
     truncation_direction: Direction = "right"
     prompt_name: StrictStr | None = None
 
-    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> TokensJob | MultiVectorJob:
-        """An embedding model's hidden states; a multi-vector model's vectors, of the side `prompt_name` says."""
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> TokensJob | MultiVectorJob | HybridJob:
+        """An embedding model's hidden states; a multi-vector model's vectors, of the side `prompt_name` says; a
+        hybrid model's ColBERT vectors."""
         texts = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         check.check_texts(texts, "inputs")
         check.check_batch(len(texts), settings, "inputs")
         fields = {"characters": sum(map(len, texts)), "param": "inputs", **self.truncation(settings)}
+        if spec.task_row.hybrid:
+            return HybridJob(texts=check.apply_prompt(texts, spec, self.prompt_name), kinds=("colbert",), **fields)
         if spec.task_row.multi_vector:
             prompted, side = check.side_and_prompt(texts, spec, self.prompt_name)
             return MultiVectorJob(texts=prompted, side=side, **fields)
         return TokensJob(texts=check.apply_prompt(texts, spec, self.prompt_name), **fields)
+
+
+class EmbedHybridRequest(InferenceBody):
+    """Trident's `POST /embed_hybrid`: a hybrid (BGE-M3) model's dense, sparse and ColBERT outputs of each input
+    from one engine pass; other embedding models answer the one they have (400 naming what they lack)."""
+
+    shapes = {"inputs": "a string or a list of strings"}
+
+    inputs: StrictStr | list[StrictStr]
+    model: StrictStr | None = None
+    return_dense: StrictBool = Field(True, description="the normalized dense vector (`dense`)")
+    return_sparse: StrictBool = Field(True, description="the lexical weights, `[{\"index\", \"value\"}]` (`sparse`)")
+    return_colbert: StrictBool = Field(False, description="the normalized ColBERT vectors (`colbert`)")
+    truncate: StrictBool | None = None
+    truncation_direction: Direction = "right"
+
+    def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> HybridJob | EmbedJob | SparseJob | MultiVectorJob:
+        kinds = check.hybrid_kinds(spec, {"dense": self.return_dense, "sparse": self.return_sparse,
+                                          "colbert": self.return_colbert})
+        texts = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+        check.check_texts(texts, "inputs")
+        check.check_batch(len(texts), settings, "inputs")
+        fields = {"texts": check.apply_prompt(texts, spec, None), "characters": sum(map(len, texts)),
+                  "param": "inputs", **self.truncation(settings)}
+        if spec.task_row.hybrid:
+            return HybridJob(kinds=kinds, **fields)
+        if kinds == ("sparse",):
+            return SparseJob(**fields)
+        if kinds == ("colbert",):
+            return MultiVectorJob(side="", **fields)
+        return EmbedJob(normalize=True, dimensions=None, model_normalizes=spec.normalize, **fields)
 
 
 class SimilarityInputs(Lenient):
@@ -203,6 +270,7 @@ class CohereEmbedRequest(InferenceBody):
     truncate: CohereTruncate = "END"
     max_tokens: StrictInt | None = Field(None, ge=1, description="cut (or, with truncate NONE, refuse) inputs "
                                          "longer than this many tokens")
+    chunk_long_inputs: StrictBool | None = Field(None, description=CHUNK_LONG_INPUTS)
 
     def input_texts(self) -> tuple[list[str], str]:
         """The texts and the field they came from."""
@@ -224,10 +292,17 @@ class CohereEmbedRequest(InferenceBody):
         types = self.embedding_types
         check.check_embedding_types(types, spec, normalized=True, dimensions=self.output_dimension,
                                     param="embedding_types")
-        return EmbedJob(texts=check.prompt_for_input_type(texts, spec, self.input_type),
-                        characters=sum(map(len, texts)), param=param, truncate=self.truncate != "NONE",
-                        truncate_left=self.truncate == "START", max_tokens=self.max_tokens, normalize=True,
-                        dimensions=self.output_dimension, model_normalizes=spec.normalize)
+        inputs = {"texts": check.prompt_for_input_type(texts, spec, self.input_type)}
+        # max_tokens asks for a cut: the server's --chunk-long-inputs default gives way to it
+        chunk_long = self.chunk_long_inputs if self.max_tokens is None else bool(self.chunk_long_inputs)
+        layout = laid_out(self, texts, spec, settings, inputs, False, chunk_long)
+        if layout and self.max_tokens is not None:
+            raise ApiError(ErrorKind.VALIDATION, "max_tokens cuts inputs and chunk_long_inputs embeds them whole: "
+                           "send one of them", param="max_tokens")
+        return EmbedJob(**{**inputs, **layout}, characters=sum(map(len, texts)), param=param,
+                        truncate=self.truncate != "NONE", truncate_left=self.truncate == "START",
+                        max_tokens=self.max_tokens, normalize=True, dimensions=self.output_dimension,
+                        model_normalizes=spec.normalize)
 
 
 def rerank_job(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest, documents: list[str], param: str,
@@ -255,6 +330,26 @@ def maxsim_jobs(body: RerankRequest | CohereRerankRequest | CohereV2RerankReques
                                  param=param, characters=sum(map(len, documents)), max_tokens=max_tokens, **truncation)
 
 
+def hybrid_rerank_jobs(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest, documents: list[str],
+                       param: str, spec: ModelSpec, settings: GatewaySettings, max_tokens: int | None = None
+                       ) -> tuple[HybridJob, HybridJob]:
+    """A hybrid model reranks as FlagEmbedding's compute_score: the query's and each document's three outputs
+    (each document scored as if alone: never against another's padding)."""
+    check.check_texts([body.query], "query")
+    check.check_texts(documents, param)
+    check.check_batch(len(documents), settings, param)
+    truncation, kinds = body.truncation(settings), tuple(HYBRID_KINDS)
+    query = HybridJob(texts=check.apply_prompt([body.query], spec, None), kinds=kinds, param="query",
+                      characters=len(body.query), **truncation)
+    return query, HybridJob(texts=check.apply_prompt(documents, spec, None), kinds=kinds, param=param,
+                            characters=sum(map(len, documents)), max_tokens=max_tokens, **truncation)
+
+
+WEIGHTS = ("Trident extension, hybrid (BGE-M3) models: [dense, sparse, colbert], FlagEmbedding's "
+           "weights_for_different_modes (default [1, 1, 1])")
+SCORES = "Trident extension, hybrid (BGE-M3) models: add `scores` {dense, sparse, colbert} beside the combined score"
+
+
 class RerankRequest(InferenceBody):
     """TEI's `POST /rerank` (what the Baseten Performance Client sends)."""
 
@@ -266,12 +361,17 @@ class RerankRequest(InferenceBody):
     raw_scores: StrictBool = False
     return_text: StrictBool = False
     instruction: StrictStr | None = Field(None, description="LLM rerankers: the task instruction of the prompt")
+    weights: list[StrictFloat] | None = Field(None, description=WEIGHTS)
+    scores: StrictBool = Field(False, description=SCORES)
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
         return rerank_job(self, self.texts, "texts", spec, settings, self.raw_scores)
 
     def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
         return maxsim_jobs(self, self.texts, "texts", spec, settings)
+
+    def to_hybrid_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[HybridJob, HybridJob]:
+        return hybrid_rerank_jobs(self, self.texts, "texts", spec, settings)
 
 
 class DocumentText(Lenient):
@@ -289,6 +389,8 @@ class CohereRerankRequest(InferenceBody):
     truncate: StrictBool = Field(True, description="Trident extension: cut pairs past the model's maximum")
     truncation_direction: Direction = "right"
     instruction: StrictStr | None = Field(None, description="LLM rerankers: the task instruction of the prompt")
+    weights: list[StrictFloat] | None = Field(None, description=WEIGHTS)
+    scores: StrictBool = Field(False, description=SCORES)
 
     def document_texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
@@ -298,6 +400,9 @@ class CohereRerankRequest(InferenceBody):
 
     def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
         return maxsim_jobs(self, self.document_texts(), "documents", spec, settings)
+
+    def to_hybrid_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[HybridJob, HybridJob]:
+        return hybrid_rerank_jobs(self, self.document_texts(), "documents", spec, settings)
 
 
 class CohereV2RerankRequest(InferenceBody):
@@ -310,6 +415,8 @@ class CohereV2RerankRequest(InferenceBody):
     top_n: StrictInt | None = Field(None, ge=1, description="Keep the N best documents (default: all)")
     max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
     instruction: StrictStr | None = Field(None, description="LLM rerankers: the task instruction of the prompt")
+    weights: list[StrictFloat] | None = Field(None, description=WEIGHTS)
+    scores: StrictBool = Field(False, description=SCORES)
 
     def truncation(self, settings: GatewaySettings) -> dict[str, bool]:
         return {"truncate": True, "truncate_left": False}  # Cohere always cuts what does not fit
@@ -320,6 +427,9 @@ class CohereV2RerankRequest(InferenceBody):
 
     def to_maxsim_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[MultiVectorJob, MultiVectorJob]:
         return maxsim_jobs(self, self.documents, "documents", spec, settings, self.max_tokens_per_doc)
+
+    def to_hybrid_jobs(self, spec: ModelSpec, settings: GatewaySettings) -> tuple[HybridJob, HybridJob]:
+        return hybrid_rerank_jobs(self, self.documents, "documents", spec, settings, self.max_tokens_per_doc)
 
 
 class PredictRequest(InferenceBody):

@@ -15,6 +15,9 @@ class GatewaySettings:
     max_concurrent_requests: int = 512
     request_timeout_s: float = 60.0  # deadline of every Triton call
     auto_truncate: bool = False  # TEI routes' default for `truncate`; /v1/embeddings always truncates
+    # The default of the embedding routes' `chunk_long_inputs` on mean-pooled models (trident.spans): inputs past
+    # the maximum embedded in windows instead of cut or refused.
+    chunk_long_inputs: bool = False
     api_key: str | None = None
     default_model: str | None = None
     triton_metrics_url: str | None = None  # Triton's Prometheus endpoint, appended to GET /metrics

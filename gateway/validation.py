@@ -8,6 +8,7 @@ Each wire schema's `to_job` calls them in the order its clients have always seen
 from __future__ import annotations
 
 import functools
+import math
 import typing
 from collections.abc import Callable, Sequence
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.embedding_types import BY_RANGES
 from gateway.errors import ApiError, ErrorKind
 from gateway.settings import GatewaySettings
+from trident import heads
 from trident.spec import ModelSpec
 
 TEXT_OR_IDS = "a string, a list of strings, a list of token ids or a list of token-id lists"
@@ -183,14 +185,94 @@ def side_and_prompt(texts: list[str], spec: ModelSpec, prompt_name: str | None) 
 
 
 def apply_prompt(texts: list[str], spec: ModelSpec, prompt_name: str | None) -> list[str]:
+    prompt = prompt_text(spec, prompt_name)
+    return [prompt + text for text in texts] if prompt else texts
+
+
+def prompt_text(spec: ModelSpec, prompt_name: str | None) -> str:
+    """The prompt a request's `prompt_name` (else the model's default prompt) puts before each text; "" none."""
     name = prompt_name or spec.default_prompt_name
     if name is None:
-        return texts
+        return ""
     if name not in spec.prompts:
         known = ", ".join(sorted(spec.prompts)) or "none"
         raise ApiError(ErrorKind.VALIDATION, f"unknown prompt_name {name!r}; {spec.name} has: {known}",
                        param="prompt_name")
-    return [spec.prompts[name] + text for text in texts]
+    return spec.prompts[name]
+
+
+# --- late chunking, long inputs, hybrid outputs ------------------------------------------------
+
+
+# Triton's max_batch_size of every model (builder.repository.MAX_BATCH_SIZE): a late-chunked document's chunks
+# travel in one Triton request.
+MAX_LATE_CHUNKS = 256
+
+
+def text_layout(spec: ModelSpec, late_chunking: bool, chunk_long: bool | None, settings: GatewaySettings,
+                token_ids: bool, count: int) -> dict[str, bool]:
+    """EmbedJob's `late_chunking` / `chunk_long` for a request ({} for neither; trident.spans says what they
+    do). `chunk_long` None takes `--chunk-long-inputs` where it applies (mean-pooled models, text input);
+    asked for explicitly where it cannot apply, either is refused."""
+    if chunk_long is None:
+        chunk_long = settings.chunk_long_inputs and not token_ids and not late_chunking and mean_pooled(spec)
+    if not (late_chunking or chunk_long):
+        return {}
+    param = "late_chunking" if late_chunking else "chunk_long_inputs"
+    if late_chunking and chunk_long:
+        raise ApiError(ErrorKind.VALIDATION, "late_chunking embeds one document in one pass and chunk_long_inputs "
+                       "splits long inputs into windows: send one of them", param=param)
+    if not mean_pooled(spec):
+        raise ApiError(ErrorKind.VALIDATION, f"{param} needs a mean-pooled embedding model; {spec.name} is a "
+                       f"{spec.task} model pooling with {spec.pooling or 'no pooling'}", param=param)
+    if heads.dense_modules(spec.head):
+        raise ApiError(ErrorKind.VALIDATION, f"{param} is not supported yet for {spec.name}, whose head has Dense "
+                       "modules after pooling", param=param)
+    if token_ids:
+        raise ApiError(ErrorKind.VALIDATION, f"{param} takes texts, not token ids", param=param)
+    if late_chunking and count > MAX_LATE_CHUNKS:
+        raise ApiError(ErrorKind.VALIDATION, f"late_chunking takes at most {MAX_LATE_CHUNKS} chunks of one "
+                       f"document, got {count}", param=param)
+    return {"late_chunking": late_chunking, "chunk_long": chunk_long}
+
+
+def mean_pooled(spec: ModelSpec) -> bool:
+    """A dense embedding model that mean-pools its token hidden states (what late chunking and windows pool)."""
+    return spec.task_row.token_embeddings and spec.pooling == "mean"
+
+
+HYBRID_FLAGS = {"dense": "return_dense", "sparse": "return_sparse", "colbert": "return_colbert"}
+
+
+def hybrid_kinds(spec: ModelSpec, asked: dict[str, bool]) -> tuple[str, ...]:
+    """The outputs `/embed_hybrid` asks for ({kind: flag}), each one the model has."""
+    kinds = tuple(kind for kind, wanted in asked.items() if wanted)
+    if not kinds:
+        raise ApiError(ErrorKind.VALIDATION, "return_dense, return_sparse and return_colbert are all false: ask "
+                       "for at least one", param="return_dense")
+    lacking = [kind for kind in kinds if kind not in spec.task_row.vector_kinds]
+    if lacking:
+        has = ", ".join(HYBRID_FLAGS[kind] for kind in spec.task_row.vector_kinds) or "none of them"
+        raise ApiError(ErrorKind.INVALID_REQUEST, f"model {spec.name!r} ({spec.task}) has no {' or '.join(lacking)} "
+                       f"output: set {', '.join(HYBRID_FLAGS[k] for k in lacking)} to false (it answers {has})",
+                       param=HYBRID_FLAGS[lacking[0]])
+    return kinds
+
+
+def check_modes(spec: ModelSpec, weights: list[float] | None, scores: bool) -> list[float]:
+    """A hybrid model's rerank weights [dense, sparse, colbert] (FlagEmbedding's default [1, 1, 1] when absent);
+    `weights` and `scores` are refused for other models, which have one score."""
+    if not spec.task_row.hybrid:
+        if weights is not None or scores:
+            raise ApiError(ErrorKind.INVALID_REQUEST, f"`weights` and `scores` are for hybrid (BGE-M3) models; "
+                           f"{spec.name!r} is a {spec.task} model with one score", param="weights")
+        return []
+    if weights is None:
+        return [1.0, 1.0, 1.0]
+    if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ApiError(ErrorKind.VALIDATION, "`weights` must be [dense, sparse, colbert]: three numbers >= 0, "
+                       f"not all 0; got {weights}", param="weights")
+    return list(weights)
 
 
 # --- input shapes pydantic cannot tell apart ---------------------------------------------------

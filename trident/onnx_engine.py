@@ -56,6 +56,14 @@ class BatchedEngine:
         embeddings), which is all the session then computes. `attention`: per input, the tokens that may be
         attended to (default all: see `trident.batching.padded_feeds`)."""
         output = output or self.spec.task_row.engine_output
+        return self.run_outputs(sequences, token_type_ids, (output,), attention)[output]
+
+    def run_outputs(
+        self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None, outputs: tuple[str, ...],
+        attention: list[np.ndarray] | None = None,
+    ) -> dict[str, list[np.ndarray]]:
+        """Several of the graph's outputs from one pass (a hybrid model's dense, sparse and ColBERT ones), each
+        as `run` answers it; the session computes those and nothing else."""
         if token_type_ids is not None and len(token_type_ids) != len(sequences):
             raise ValueError(f"{len(token_type_ids)} token_type_ids for {len(sequences)} sequences")
         ids = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
@@ -64,24 +72,26 @@ class BatchedEngine:
         types = None if token_type_ids is None else [np.asarray(t, dtype=np.int64) for t in token_type_ids]
         if types is not None and any(len(t) != len(s) for t, s in zip(types, ids, strict=True)):
             raise ValueError("each token_type_ids row must match its sequence's length")
-        results: list[np.ndarray | None] = [None] * len(ids)
+        results: dict[str, list[np.ndarray | None]] = {output: [None] * len(ids) for output in outputs}
         for batch in plan_batches([len(s) for s in ids], self.spec.max_num_tokens):
             batch_types = None if types is None else [types[i] for i in batch]
             batch_attention = None if attention is None else [attention[i] for i in batch]
-            outputs = self._run_padded([ids[i] for i in batch], batch_types, output, batch_attention)
-            for index, row in zip(batch, outputs, strict=True):
-                results[index] = row
-        return [r for r in results if r is not None]
+            rows = self._run_padded([ids[i] for i in batch], batch_types, outputs, batch_attention)
+            for output in outputs:
+                for index, row in zip(batch, rows[output], strict=True):
+                    results[output][index] = row
+        return {output: [r for r in rows if r is not None] for output, rows in results.items()}
 
-    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, output: str,
-                    attention: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    def _run_padded(self, ids: list[np.ndarray], types: list[np.ndarray] | None, outputs: tuple[str, ...],
+                    attention: list[np.ndarray] | None = None) -> dict[str, list[np.ndarray]]:
         feeds = padded_feeds(ids, types, self.input_names, self.pad_id, self.spec.padding_side, attention)
-        result = self._infer(feeds, self.spec.engine_output_name(output))
-        if not self.spec.task_row.per_token_output(output):
-            return list(result)
-        return unpad_rows(result, [len(s) for s in ids], self.spec.padding_side)
+        arrays = self._infer(feeds, [self.spec.engine_output_name(output) for output in outputs])
+        lengths = [len(s) for s in ids]
+        return {output: unpad_rows(array, lengths, self.spec.padding_side)
+                if self.spec.task_row.per_token_output(output) else list(array)
+                for output, array in zip(outputs, arrays, strict=True)}
 
-    def _infer(self, feeds: dict[str, np.ndarray], output_name: str) -> np.ndarray:
+    def _infer(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         raise NotImplementedError
 
 
@@ -100,6 +110,5 @@ class OnnxEngine(BatchedEngine):
         )
         self.input_names = {i.name for i in self.session.get_inputs()}
 
-    def _infer(self, feeds: dict[str, np.ndarray], output_name: str) -> np.ndarray:
-        (result,) = self.session.run([output_name], feeds)
-        return result
+    def _infer(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
+        return self.session.run(output_names, feeds)

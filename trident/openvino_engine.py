@@ -38,6 +38,6 @@ class OpenVinoEngine(BatchedEngine):
         self.input_names = {name for port in self.compiled.inputs for name in port.get_names()}
         self.request = self.compiled.create_infer_request()  # one per instance: Triton calls it one batch at a time
 
-    def _infer(self, feeds: dict[str, np.ndarray], output_name: str) -> np.ndarray:
-        results = self.request.infer(feeds)
-        return np.array(results[self.compiled.output(output_name)], dtype=np.float32)  # a copy: the buffer is reused
+    def _infer(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
+        results = self.request.infer(feeds)  # copies below: the buffers are reused
+        return [np.array(results[self.compiled.output(name)], dtype=np.float32) for name in output_names]

@@ -22,7 +22,8 @@ __all__ = ["MANIFEST_PARAMETER", "POOLINGS", "QUANTIZATIONS", "ModelSpec"]
 QUANTIZATIONS = ("no_quant", "int8", "fp8", "fp8_kv", "fp4", "fp4_kv", "fp4_mlp_only")
 MANIFEST_PARAMETER = "trident_manifest"
 # The exported engine graph's output names, per engine output tensor.
-GRAPH_OUTPUTS = {T.POOLED: "embeddings", T.TOKEN_EMBEDDINGS: "token_embeddings", T.LOGITS: "logits"}
+GRAPH_OUTPUTS = {T.POOLED: "embeddings", T.TOKEN_EMBEDDINGS: "token_embeddings", T.LOGITS: "logits",
+                 T.TOKEN_WEIGHTS: "token_weights"}
 
 
 @dataclass
@@ -73,6 +74,9 @@ class ModelSpec:
     # {"query_length": int | None, "document_length": int | None, "expansion": None | {"strategy": "fixed" |
     # "min", "attend": bool, "length": int, "token_id": int}} (queries padded with token_id up to length).
     sides: dict[str, Any] = field(default_factory=dict)
+    # Hybrid (BGE-M3) models, as builder.hybrid reads FlagEmbedding's files: {"colbert_dim": width of the ColBERT
+    # vectors, "sparse_skip_ids": the ids that never carry a lexical weight (CLS, EOS, PAD, UNK)}.
+    hybrid: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         task_of(self.task)  # an unknown task fails here

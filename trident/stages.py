@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trident import multi_vector
+from trident import heads, multi_vector, spans
 from trident import tensors as T
 from trident.batching import pad
 from trident.errors import InputTooLongError, StageError, StageErrorKind
@@ -107,8 +107,8 @@ class TokenizerStage(PerRequestStage):
         self.sides = spec.sides
 
     def process(self, requests: list[Request]) -> list[Result]:
-        if len(requests) == 1:
-            return [self._one(requests[0])]
+        if len(requests) == 1 or any(spans.asked(request) for request in requests):
+            return [self._one(request) for request in requests]
         started = time.perf_counter_ns()
         try:
             parts = [self._inputs(request) for request in requests]
@@ -126,6 +126,8 @@ class TokenizerStage(PerRequestStage):
         return results
 
     def _one(self, request: Request) -> Result:
+        if spans.asked(request):
+            return self._laid_out(request)
         started = time.perf_counter_ns()
         try:
             inputs = self._inputs(request)
@@ -133,6 +135,24 @@ class TokenizerStage(PerRequestStage):
         except (ValueError, UnicodeDecodeError) as exc:
             return invalid_input(exc)
         return self._result(request, inputs, batch, time.perf_counter_ns() - started)
+
+    def _laid_out(self, request: Request) -> Result:
+        """Late chunking or long inputs: windows and the token ranges each item pools (trident.spans)."""
+        started = time.perf_counter_ns()
+        try:
+            texts = decode_texts(request[T.TEXT])
+            prompt = decode_texts(request[T.PROMPT])[0] if request.get(T.PROMPT) is not None else ""
+            late = option(request, T.LATE_CHUNKING, len(texts))[0]
+            layout = (spans.late_chunks if late else spans.long_inputs)(self.tokenizer, texts, prompt)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return invalid_input(exc)
+        result = spans.tensors(layout, self.tokenizer.pad_id)
+        if (adapters := adapter_rows(request, self.spec)) is not None:  # one request: one adapter for all its rows
+            if isinstance(adapters, StageError):
+                return adapters
+            result[T.TOKEN_TYPE_IDS] = np.zeros_like(result[T.TOKEN_TYPE_IDS]) + adapters
+        result[T.TOKENIZE_NS] = spread(time.perf_counter_ns() - started, len(texts))
+        return result
 
     def _inputs(self, request: Request) -> TextInputs:
         texts = decode_texts(request[T.TEXT])
@@ -238,21 +258,27 @@ class EngineStage:
         self.spec = spec
         self.engine = load_engine(spec, files)
 
-    def wanted(self, request: Request) -> str:
-        requested = request.get(REQUESTED_OUTPUTS)
+    def wanted(self, request: Request) -> tuple[str, ...]:
+        """The engine outputs the request's ensemble maps, else the main one: one, or a hybrid model's several."""
+        requested = request.get(REQUESTED_OUTPUTS) or ()
         outputs = self.spec.task_row.engine_outputs
-        return next((name for name in outputs if requested and name in requested), outputs[0])
+        wanted = tuple(name for name in outputs if name in requested) or outputs[:1]
+        return wanted if self.spec.task_row.hybrid else wanted[:1]
 
     def process(self, requests: list[Request]) -> list[Result]:
         results: list[Result | None] = [None] * len(requests)
-        for output in self.spec.task_row.engine_outputs:
-            group = [i for i, request in enumerate(requests) if self.wanted(request) == output]
+        laid_out = [i for i, request in enumerate(requests) if request.get(T.POOL_RANGES) is not None]
+        if laid_out:
+            for i, result in zip(laid_out, self._pool_ranges([requests[i] for i in laid_out]), strict=True):
+                results[i] = result
+        for wanted in dict.fromkeys(self.wanted(request) for request in requests):
+            group = [i for i, request in enumerate(requests) if self.wanted(request) == wanted and results[i] is None]
             if group:
-                for i, result in zip(group, self._run([requests[i] for i in group], output), strict=True):
+                for i, result in zip(group, self._run([requests[i] for i in group], wanted), strict=True):
                     results[i] = result
         return results
 
-    def _run(self, requests: list[Request], output: str) -> list[Result]:
+    def _run(self, requests: list[Request], outputs: tuple[str, ...]) -> list[Result]:
         sequences, types, attention, counts = [], [], [], []
         for request in requests:
             ids, type_ids, masks = request[T.INPUT_IDS], request[T.TOKEN_TYPE_IDS], request.get(T.ATTENTION_MASK)
@@ -263,13 +289,35 @@ class EngineStage:
                           for row, length in enumerate(lengths)]
             counts.append(len(lengths))
         masked = any(request.get(T.ATTENTION_MASK) is not None for request in requests)
-        rows = self.engine.run(sequences, types if self.spec.uses_token_type_ids else None, output,
-                               attention if masked else None)
+        types = types if self.spec.uses_token_type_ids else None
+        if len(outputs) == 1:
+            rows = {outputs[0]: self.engine.run(sequences, types, outputs[0], attention if masked else None)}
+        else:  # one pass for all of them
+            rows = self.engine.run_outputs(sequences, types, outputs, attention if masked else None)
         results: list[Result] = []
         start = 0
         for count in counts:
-            results.append({output: stack_rows(rows[start : start + count])})
+            results.append({output: stack_rows(rows[output][start : start + count]) for output in outputs})
             start += count
+        return results
+
+    def _pool_ranges(self, requests: list[Request]) -> list[Result]:
+        """Late chunking and long inputs (trident.spans): every request's windows in one engine call for their
+        last hidden states, then each item's mean over its ranges, through the head's Dense modules."""
+        if heads.dense_modules(self.spec.head):
+            error = StageError(StageErrorKind.INVALID_INPUT, "late chunking and long inputs need a head without "
+                               "Dense modules: the engine folds them into its pooled output")
+            return [error] * len(requests)
+        laid = [spans.windows(request) for request in requests]
+        sequences = [window for ids, _ in laid for window in ids]
+        types = [window for _, type_ids in laid for window in type_ids] if self.spec.uses_token_type_ids else None
+        hidden = self.engine.run(sequences, types, T.TOKEN_EMBEDDINGS)
+        results: list[Result] = []
+        start = 0
+        for request, (ids, _) in zip(requests, laid, strict=True):
+            pooled = spans.pool(hidden[start : start + len(ids)], request[T.POOL_RANGES])
+            results.append({T.POOLED: pooled})
+            start += len(ids)
         return results
 
 

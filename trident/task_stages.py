@@ -6,6 +6,7 @@
   one JSON list per text.
 - Sparse (SPLADE): the pooled vocabulary vector -> its non-zero entries (or the k largest), in index order.
 - Multi-vector (ColBERT-style): each token's projected vector -> normalized, only the tokens that score.
+- Hybrid (BGE-M3): whichever of dense, sparse and ColBERT outputs the request's ensemble asked the engine for.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from trident import tensors as T
 from trident.errors import StageError, StageErrorKind
 from trident.postprocess import l2_normalize, sigmoid, softmax
 from trident.spec import ModelSpec
-from trident.stages import PerRequestStage, Request, Result, decode_texts, invalid_input, option
+from trident.stages import (
+    EmbeddingPostprocessStage,
+    PerRequestStage,
+    Request,
+    Result,
+    decode_texts,
+    invalid_input,
+    option,
+)
 
 
 def scores_from_logits(logits: np.ndarray, raw: bool) -> np.ndarray:
@@ -51,6 +60,24 @@ def nonzero_entries(vector: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndar
     return indices.astype(np.int32), vector[indices].astype(np.float32)
 
 
+def padded_entries(entries: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """SPARSE_INDICES / SPARSE_VALUES: each row's (indices, values), padded with index -1 and value 0."""
+    width = max((len(indices) for indices, _ in entries), default=0)
+    indices = np.full((len(entries), width), -1, dtype=np.int32)
+    values = np.zeros((len(entries), width), dtype=np.float32)
+    for row, (ids, vals) in enumerate(entries):
+        indices[row, : len(ids)], values[row, : len(vals)] = ids, vals
+    return {T.SPARSE_INDICES: indices, T.SPARSE_VALUES: values}
+
+
+def padded_vectors(kept: list[np.ndarray], width: int) -> dict[str, np.ndarray]:
+    """VECTORS / NUM_VECTORS: each row's vectors, zero-padded to the most of any row."""
+    out = np.zeros((len(kept), max((len(v) for v in kept), default=0), width), dtype=np.float32)
+    for row, vectors in enumerate(kept):
+        out[row, : len(vectors)] = vectors
+    return {T.VECTORS: out, T.NUM_VECTORS: np.array([[len(v)] for v in kept], dtype=np.int32).reshape(-1, 1)}
+
+
 class SparseStage(PerRequestStage):
     """Sparse postprocess: POOLED [n, vocab] (+ TOP_K) -> SPARSE_INDICES / SPARSE_VALUES [n, most entries],
     each row padded with index -1 and value 0: the vocabulary-wide vectors stop here."""
@@ -60,13 +87,7 @@ class SparseStage(PerRequestStage):
         top_k = option(request, T.TOP_K, len(pooled))
         if min(top_k, default=0) < 0:
             return StageError(StageErrorKind.INVALID_INPUT, f"TOP_K must be 0 (all) or positive, got {min(top_k)}")
-        entries = [nonzero_entries(vector, int(k)) for vector, k in zip(pooled, top_k, strict=True)]
-        width = max((len(indices) for indices, _ in entries), default=0)
-        indices = np.full((len(pooled), width), -1, dtype=np.int32)
-        values = np.zeros((len(pooled), width), dtype=np.float32)
-        for row, (ids, vals) in enumerate(entries):
-            indices[row, : len(ids)], values[row, : len(vals)] = ids, vals
-        return {T.SPARSE_INDICES: indices, T.SPARSE_VALUES: values}
+        return padded_entries([nonzero_entries(vector, int(k)) for vector, k in zip(pooled, top_k, strict=True)])
 
 
 class MultiVectorStage(PerRequestStage):
@@ -91,11 +112,50 @@ class MultiVectorStage(PerRequestStage):
         for row, length in enumerate(lengths):
             vectors = embeddings[row, :length][multi_vector.scoring_tokens(ids[row, :length], sides[row], self.mask)]
             kept.append(l2_normalize(vectors) if self.normalize else vectors.astype(np.float32))
-        width = max((len(v) for v in kept), default=0)
-        out = np.zeros((len(kept), width, embeddings.shape[-1]), dtype=np.float32)
-        for row, vectors in enumerate(kept):
-            out[row, : len(vectors)] = vectors
-        return {T.VECTORS: out, T.NUM_VECTORS: np.array([[len(v)] for v in kept], dtype=np.int32).reshape(-1, 1)}
+        return padded_vectors(kept, embeddings.shape[-1])
+
+
+def lexical_weights(weights: np.ndarray, ids: np.ndarray, skip_ids: list[int]) -> np.ndarray:
+    """FlagEmbedding's lexical weights of one input as a vocabulary-indexed vector: each id's largest token
+    weight, the skipped ids (CLS, EOS, PAD, UNK) left out (non-positive weights never count)."""
+    vector = np.zeros(int(ids.max()) + 1 if len(ids) else 0, dtype=np.float32)
+    keep = ~np.isin(ids, skip_ids)
+    np.maximum.at(vector, ids[keep], weights[keep])
+    return vector
+
+
+class HybridStage(PerRequestStage):
+    """Hybrid (BGE-M3) postprocess, FlagEmbedding's `BGEM3FlagModel` semantics, for the outputs its ensemble
+    maps (each optional): POOLED -> EMBEDDINGS (normalized, Matryoshka-cut as an embedding model's);
+    TOKEN_WEIGHTS (+ INPUT_IDS, NUM_TOKENS, TOP_K) -> SPARSE_INDICES / SPARSE_VALUES, the lexical weights
+    in index order; TOKEN_EMBEDDINGS -> VECTORS / NUM_VECTORS, every real token after CLS, normalized."""
+
+    def __init__(self, spec: ModelSpec, files: Path) -> None:
+        self.spec = spec
+        self.dense = EmbeddingPostprocessStage(spec, files)
+        self.skip_ids = list(spec.hybrid.get("sparse_skip_ids", []))
+
+    def _one(self, request: Request) -> Result:
+        result: dict[str, np.ndarray] = {}
+        if request.get(T.POOLED) is not None:
+            dense = self.dense._one(request)
+            if isinstance(dense, Exception):
+                return dense
+            result.update(dense)
+        lengths = request[T.NUM_TOKENS].reshape(-1) if request.get(T.NUM_TOKENS) is not None else None
+        if request.get(T.TOKEN_WEIGHTS) is not None:
+            top_k = option(request, T.TOP_K, len(lengths))
+            if min(top_k, default=0) < 0:
+                return StageError(StageErrorKind.INVALID_INPUT, f"TOP_K must be 0 (all) or positive, got {min(top_k)}")
+            weights, ids = request[T.TOKEN_WEIGHTS][..., 0], request[T.INPUT_IDS]
+            result.update(padded_entries([
+                nonzero_entries(lexical_weights(weights[row, :length], ids[row, :length], self.skip_ids), int(k))
+                for row, (length, k) in enumerate(zip(lengths, top_k, strict=True))]))
+        if request.get(T.TOKEN_EMBEDDINGS) is not None:
+            embeddings = request[T.TOKEN_EMBEDDINGS]
+            kept = [l2_normalize(embeddings[row, 1:length]) for row, length in enumerate(lengths)]
+            result.update(padded_vectors(kept, embeddings.shape[-1]))
+        return result
 
 
 class NerStage(PerRequestStage):

@@ -30,6 +30,8 @@ class Task:
     # The engine can also return each token's last hidden state (T.TOKEN_EMBEDDINGS, /embed_all), through a
     # third ensemble `<name>_tokens` (tokenizer -> engine); each request gets only the outputs it asks for.
     token_embeddings: bool = False
+    # Dense, sparse and ColBERT outputs from one engine pass (BGE-M3): an ensemble per set of them (`hybrid_model`).
+    hybrid: bool = False
 
     @property
     def default_route(self) -> str:
@@ -42,11 +44,24 @@ class Task:
     @property
     def engine_outputs(self) -> tuple[str, ...]:
         """What the engine model can return, its main output first."""
+        if self.hybrid:
+            return tuple(engine for engine, _ in HYBRID_OUTPUTS.values())
         return (self.engine_output, *((T.TOKEN_EMBEDDINGS,) if self.token_embeddings else ()))
 
     def per_token_output(self, name: str) -> bool:
         """Whether an engine output has one row per token (zero-padded in a request) instead of one per input."""
-        return name == T.TOKEN_EMBEDDINGS or (self.per_token and name == self.engine_output)
+        return name in (T.TOKEN_EMBEDDINGS, T.TOKEN_WEIGHTS) or (self.per_token and name == self.engine_output)
+
+    @property
+    def vector_kinds(self) -> tuple[str, ...]:
+        """Which of `/embed_hybrid`'s outputs (HYBRID_OUTPUTS) the task has."""
+        if self.hybrid:
+            return tuple(HYBRID_OUTPUTS)
+        if self.sparse:
+            return ("sparse",)
+        if self.multi_vector:
+            return ("colbert",)
+        return ("dense",) if self.pools else ()
 
     @property
     def pools(self) -> bool:
@@ -74,21 +89,36 @@ class Task:
         return self.engine_output == T.LOGITS and not self.per_token
 
 
+# A hybrid model's outputs: for each, the engine output it needs and the postprocess outputs it answers.
+HYBRID_OUTPUTS = {
+    "dense": (T.POOLED, (T.EMBEDDINGS,)),
+    "sparse": (T.TOKEN_WEIGHTS, (T.SPARSE_INDICES, T.SPARSE_VALUES)),
+    "colbert": (T.TOKEN_EMBEDDINGS, (T.VECTORS, T.NUM_VECTORS)),
+}
+HYBRID_INFIX = "_hybrid_"  # `<model>_hybrid_<kinds>`: the ensemble answering those of a hybrid model's outputs
+
 # What the tokenizer (or ids) step answers besides the engine's inputs, straight out of every ensemble.
 TOKENIZER_OUTPUTS = (T.NUM_TOKENS, T.TOKENIZE_NS)
 
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("embedding", auto_class="AutoModel", engine_output=T.POOLED, postprocess="postprocess",
          options=(T.NORMALIZE, T.DIMENSIONS), outputs=(T.EMBEDDINGS,),
-         routes=("/v1/embeddings", "/embed", "/v2/embed", "/similarity", "/embed_all"), invocations_route="/embed",
-         token_ids=True, token_embeddings=True),
+         routes=("/v1/embeddings", "/embed", "/v2/embed", "/similarity", "/embed_all", "/embed_hybrid"),
+         invocations_route="/embed", token_ids=True, token_embeddings=True),
     Task("sparse", auto_class="AutoModelForMaskedLM", engine_output=T.POOLED, postprocess="sparse",
          options=(T.TOP_K,), outputs=(T.SPARSE_INDICES, T.SPARSE_VALUES),
-         routes=("/embed_sparse",), invocations_route="/embed_sparse", token_ids=True, sparse=True),
+         routes=("/embed_sparse", "/embed_hybrid"), invocations_route="/embed_sparse", token_ids=True, sparse=True),
     Task("multi_vector", auto_class="AutoModel", engine_output=T.TOKEN_EMBEDDINGS, postprocess="multi_vector",
          options=(T.SIDE,), outputs=(T.VECTORS, T.NUM_VECTORS),
-         routes=("/embed_all", "/rerank", "/v1/rerank", "/v2/rerank"), invocations_route="/embed_all",
+         routes=("/embed_all", "/rerank", "/v1/rerank", "/v2/rerank", "/embed_hybrid"), invocations_route="/embed_all",
          per_token=True),
+    # BGE-M3 (FlagEmbedding's layout): `<name>` and `<name>_ids` answer the dense vector; `<name>_hybrid_<kinds>`
+    # (and its `_ids`) any set of dense, sparse and ColBERT outputs, each computed only where asked.
+    Task("hybrid", auto_class="AutoModel", engine_output=T.POOLED, postprocess="hybrid",
+         options=(T.NORMALIZE, T.DIMENSIONS, T.TOP_K), outputs=(T.EMBEDDINGS,),
+         routes=("/v1/embeddings", "/embed", "/v2/embed", "/similarity", "/embed_sparse", "/embed_all",
+                 "/embed_hybrid", "/rerank", "/v1/rerank", "/v2/rerank"),
+         invocations_route="/embed", token_ids=True, hybrid=True),
     Task("reranker", auto_class="AutoModelForSequenceClassification", engine_output=T.LOGITS, postprocess="scores",
          options=(T.RAW_SCORES,), outputs=(T.SCORES,),
          routes=("/rerank", "/v1/rerank", "/v2/rerank", "/predict"), invocations_route="/rerank", pairs=True),
@@ -121,3 +151,19 @@ def ids_model(model: str) -> str:
 
 def tokens_model(model: str) -> str:
     return model + TOKENS_SUFFIX
+
+
+def hybrid_kinds(kinds: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A set of hybrid outputs in HYBRID_OUTPUTS' order: one name per set."""
+    return tuple(kind for kind in HYBRID_OUTPUTS if kind in kinds)
+
+
+def hybrid_model(model: str, kinds: tuple[str, ...]) -> str:
+    """The hybrid ensemble answering `kinds` (dense alone is `<model>` itself)."""
+    kinds = hybrid_kinds(kinds)
+    return model if kinds == ("dense",) else model + HYBRID_INFIX + "_".join(kinds)
+
+
+def hybrid_outputs(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The postprocess outputs a set of hybrid outputs answers, in order."""
+    return tuple(name for kind in hybrid_kinds(kinds) for name in HYBRID_OUTPUTS[kind][1])

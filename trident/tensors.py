@@ -10,6 +10,10 @@ DIMENSIONS = "DIMENSIONS"  # TYPE_INT32, default 0 = all: Matryoshka truncation 
 # TYPE_INT32, default 0 = none: the LoRA adapter of a model that has them (ModelSpec.adapters), index + 1
 ADAPTER = "ADAPTER"
 MAX_TOKENS = "MAX_TOKENS"  # TYPE_INT32, default 0 = the model's maximum: a lower cap per input (per document of a pair)
+# Mean-pooled embedding models: how the tokenizer lays a request's texts out over the engine's rows (trident.spans).
+LATE_CHUNKING = "LATE_CHUNKING"  # TYPE_BOOL, default false: the request's texts are consecutive chunks of ONE document
+CHUNK_LONG = "CHUNK_LONG"  # TYPE_BOOL, default false: an input past the maximum is split into windows, not cut
+PROMPT = "PROMPT"  # TYPE_STRING, default "": with either of the two, the prompt, tokenized apart from the texts
 
 # The ids ensemble's input (`<model>_ids`, trident.tasks.ids_model), in place of TEXT.
 TOKEN_IDS = "TOKEN_IDS"  # TYPE_INT64 [batch, longest]: the client's token ids, right-padded with PAD_SENTINEL
@@ -22,6 +26,12 @@ NUM_TOKENS = "NUM_TOKENS"  # TYPE_INT32 [batch, 1]: tokens actually processed, a
 # TYPE_INT64 [batch, 1]: nanoseconds the tokenizer (or ids) step spent on the request, spread over its items so
 # that they sum to it; an ensemble output (x-tokenization-time).
 TOKENIZE_NS = "TOKENIZE_NS"
+
+# Between the tokenizer and the engine, only with LATE_CHUNKING or CHUNK_LONG (trident.spans): the engine runs each
+# row's windows and mean-pools each item's token ranges instead of pooling row by row.
+WINDOWS = "WINDOWS"  # TYPE_INT32 [batch, most windows]: the lengths of the windows packed in each row, 0 after
+POOL_RANGES = "POOL_RANGES"  # TYPE_INT32 [batch, most ranges, 2]: [start, end) over the request's tokens, (0, 0) after
+LAID_OUT = (WINDOWS, POOL_RANGES)  # outputs the tokenizer answers only for such requests (Triton then has none)
 
 # Engine and ensemble outputs.
 POOLED = "POOLED"  # TYPE_FP32 [batch, dim]: pooled, not normalized
@@ -47,6 +57,9 @@ ATTENTION_MASK = "ATTENTION_MASK"
 VECTORS = "VECTORS"  # TYPE_FP32 [batch, longest, dim]: the vectors that score (MaxSim), zero-padded
 NUM_VECTORS = "NUM_VECTORS"  # TYPE_INT32 [batch, 1]: how many rows of VECTORS are each input's
 
+# Hybrid (BGE-M3) models: the engine's per-token lexical weight, relu(sparse_linear(h)), zero-padded.
+TOKEN_WEIGHTS = "TOKEN_WEIGHTS"  # TYPE_FP32 [batch, longest, 1]
+
 # Sparse (SPLADE) embeddings: the engine's POOLED vector is over the vocabulary; postprocess keeps its non-zeros.
 TOP_K = "TOP_K"  # TYPE_INT32, default 0 = all: keep the k largest values of each vector
 SPARSE_INDICES = "SPARSE_INDICES"  # TYPE_INT32 [batch, longest]: vocabulary ids of the non-zeros, ascending, -1 after
@@ -55,7 +68,7 @@ SPARSE_VALUES = "SPARSE_VALUES"  # TYPE_FP32 [batch, longest]: their values, 0 a
 # What a step assumes for an option tensor a request does not send (NORMALIZE's default is the model's own): the
 # gateway sends an option only when it differs, so a plain request carries fewer tensors through every hop.
 DEFAULTS = {TRUNCATE: True, TRUNCATE_LEFT: False, MAX_TOKENS: 0, DIMENSIONS: 0, ADAPTER: 0, RAW_SCORES: False,
-            TOP_K: 0, SIDE: b"", AGGREGATION_STRATEGY: b"none"}
+            TOP_K: 0, SIDE: b"", AGGREGATION_STRATEGY: b"none", LATE_CHUNKING: False, CHUNK_LONG: False, PROMPT: b""}
 
 # Triton data type of every tensor above: the repository writer declares them from this table.
 TYPES = {
@@ -67,4 +80,6 @@ TYPES = {
     OFFSETS: "TYPE_INT32", WORD_IDS: "TYPE_INT32", LOGITS: "TYPE_FP32", SCORES: "TYPE_FP32", RESULT: "TYPE_STRING",
     ADAPTER: "TYPE_INT32", TOP_K: "TYPE_INT32", SPARSE_INDICES: "TYPE_INT32", SPARSE_VALUES: "TYPE_FP32",
     SIDE: "TYPE_STRING", ATTENTION_MASK: "TYPE_INT32", VECTORS: "TYPE_FP32", NUM_VECTORS: "TYPE_INT32",
+    LATE_CHUNKING: "TYPE_BOOL", CHUNK_LONG: "TYPE_BOOL", PROMPT: "TYPE_STRING", WINDOWS: "TYPE_INT32",
+    POOL_RANGES: "TYPE_INT32", TOKEN_WEIGHTS: "TYPE_FP32",
 }

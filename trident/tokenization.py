@@ -153,6 +153,25 @@ class TextTokenizer:
             token_type_ids[row, : lengths[row]] = encoding.type_ids
         return TokenBatch(input_ids, token_type_ids, lengths, encodings)
 
+    @property
+    def specials(self) -> int:
+        """The special tokens the post-processor adds around one text."""
+        return self._whole.num_special_tokens_to_add(False)
+
+    def pieces(self, texts: list[str]) -> list[Encoding]:
+        """Each text's tokens alone, without special tokens, never cut."""
+        return self._whole.encode_batch(texts, add_special_tokens=False)
+
+    def wrap(self, pieces: list[Encoding]) -> Encoding:
+        """Pieces laid end to end and wrapped by the model's special tokens, as the tokenizer wraps one text."""
+        return self._whole.post_process(Encoding.merge(pieces, growing_offsets=True))
+
+    def slices(self, text: str, size: int) -> list[Encoding]:
+        """A text's tokens (no special tokens) in consecutive slices of `size`, the last one shorter."""
+        encoding = self._whole.encode(text, add_special_tokens=False)
+        encoding.truncate(size, stride=0)
+        return [encoding, *encoding.overflowing]
+
     def count_tokens(self, text: str) -> int:
         return len(self._whole.encode(text).ids)
 

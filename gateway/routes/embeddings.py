@@ -1,5 +1,5 @@
 """`POST /v1/embeddings` (OpenAI), `POST /embed`, `/embed_all`, `/embed_sparse` and `/similarity` (TEI),
-`POST /v2/embed` (Cohere)."""
+`POST /v2/embed` (Cohere), `POST /embed_hybrid` (Trident: BGE-M3's three outputs from one pass)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from gateway import embedding_types
+from gateway.jobs import Result
 from gateway.responses import base64_rows, json_response
 from gateway.schemas import (
     CohereEmbedRequest,
     EmbedAllRequest,
+    EmbedHybridRequest,
     EmbedRequest,
     EmbedSparseRequest,
     OpenAIEmbeddingRequest,
@@ -83,8 +85,8 @@ async def tei_embed_all(body: EmbedAllRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/embed_all")
     result = await gateway.infer(spec, body.to_job(spec, gateway.settings), body.priority)
-    multi_vector = spec.task_row.multi_vector
-    return json_response(result.token_rows(T.VECTORS, T.NUM_VECTORS) if multi_vector else result.token_rows())
+    scoring = "colbert" in spec.task_row.vector_kinds  # multi-vector and hybrid models: their ColBERT vectors
+    return json_response(result.token_rows(T.VECTORS, T.NUM_VECTORS) if scoring else result.token_rows())
 
 
 class SparseValue(BaseModel):
@@ -98,9 +100,33 @@ async def tei_embed_sparse(body: EmbedSparseRequest, request: Request) -> Respon
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/embed_sparse")
     result = await gateway.infer(spec, body.to_job(spec, gateway.settings), body.priority)
-    rows = zip(result[T.SPARSE_INDICES].tolist(), result[T.SPARSE_VALUES].tolist(), strict=True)
-    return json_response([[{"index": index, "value": value} for index, value in zip(indices, values, strict=True)
-                           if index >= 0] for indices, values in rows])
+    return json_response(sparse_entries(result))
+
+
+def sparse_entries(result: Result) -> list[list[dict[str, float]]]:
+    return [[{"index": index, "value": value} for index, value in row] for row in result.sparse_rows()]
+
+
+class HybridItem(BaseModel):
+    dense: list[float] | None = None
+    sparse: list[SparseValue] | None = None
+    colbert: list[list[float]] | None = None
+
+
+@router.post("/embed_hybrid", tags=["Trident"], responses={200: {"model": list[HybridItem]}})
+async def embed_hybrid(body: EmbedHybridRequest, request: Request) -> Response:
+    """Per input, the outputs asked for: `dense` (normalized), `sparse` (the lexical weights in index order),
+    `colbert` (each token's normalized vector after CLS); a hybrid (BGE-M3) model computes them in one engine
+    pass per input. Other embedding models answer the one output they have."""
+    gateway = request.app.state.gateway
+    spec = gateway.registry.pick(body.model, route="/embed_hybrid")
+    job = body.to_job(spec, gateway.settings)
+    result = await gateway.infer(spec, job, body.priority)
+    columns = {"dense": lambda: result[T.EMBEDDINGS], "sparse": lambda: sparse_entries(result),
+               "colbert": lambda: result.token_rows(T.VECTORS, T.NUM_VECTORS)}
+    asked = {kind: columns[kind]() for kind, wanted in (("dense", body.return_dense), ("sparse", body.return_sparse),
+                                                         ("colbert", body.return_colbert)) if wanted}
+    return json_response([{kind: values[i] for kind, values in asked.items()} for i in range(len(job))])
 
 
 @router.post("/similarity", tags=["TEI"], responses={200: {"model": list[float]}})

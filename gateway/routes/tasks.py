@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from gateway.errors import ApiError, ErrorKind
+from gateway.jobs import Result
 from gateway.responses import json_response
 from gateway.routes import embeddings
 from gateway.schemas import (
@@ -24,7 +25,7 @@ from gateway.schemas import (
     PredictTokensRequest,
     RerankRequest,
 )
-from gateway.validation import body_schema, parse_body
+from gateway.validation import body_schema, check_modes, parse_body
 from trident import tensors as T
 from trident.spec import ModelSpec
 from trident.tasks import INFERENCE_ROUTES
@@ -35,15 +36,23 @@ router = APIRouter()
 RerankBody = RerankRequest | CohereRerankRequest | CohereV2RerankRequest
 
 
-async def _rank(request: Request, spec: ModelSpec, body: RerankBody) -> tuple[list[tuple[int, float]], int]:
-    """(index, score) of every document, best first, and the tokens processed: a reranker's scores, or a
-    multi-vector model's MaxSim."""
+async def _rank(request: Request, spec: ModelSpec, body: RerankBody
+                ) -> tuple[list[tuple[int, float]], int, list[dict[str, float]]]:
+    """(index, score) of every document, best first, the tokens processed, and a hybrid model's scores of each
+    mode per document when `scores` asks for them: a reranker's scores, a multi-vector model's MaxSim, or a hybrid
+    model's weighted dense + sparse + ColBERT scores."""
     gateway = request.app.state.gateway
-    if spec.task_row.multi_vector:
-        query_job, documents_job = body.to_maxsim_jobs(spec, gateway.settings)
-        size = len(documents_job)  # both at the priority of the client's batch: its documents
-        query, documents = await asyncio.gather(gateway.infer(spec, query_job, body.priority, size),
-                                                gateway.infer(spec, documents_job, body.priority, size))
+    weights, modes = check_modes(spec, body.weights, body.scores), []
+    if spec.task_row.hybrid:
+        query, documents = await _query_and_documents(gateway, spec, body, body.to_hybrid_jobs)
+        by_mode = hybrid_scores(query, documents)
+        scores = [sum(w * by_mode[mode][i] for w, mode in zip(weights, by_mode, strict=True)) / sum(weights)
+                  for i in range(len(by_mode["dense"]))]
+        if body.scores:
+            modes = [{mode: values[i] for mode, values in by_mode.items()} for i in range(len(scores))]
+        num_tokens = query.num_tokens + documents.num_tokens
+    elif spec.task_row.multi_vector:
+        query, documents = await _query_and_documents(gateway, spec, body, body.to_maxsim_jobs)
         scores = maxsim(query.token_rows(T.VECTORS, T.NUM_VECTORS)[0], documents.token_rows(T.VECTORS, T.NUM_VECTORS))
         num_tokens = query.num_tokens + documents.num_tokens
     else:
@@ -51,7 +60,34 @@ async def _rank(request: Request, spec: ModelSpec, body: RerankBody) -> tuple[li
         result = await gateway.infer(spec, job, body.priority)
         scores, num_tokens = result[T.SCORES].reshape(len(job), -1)[:, 0].tolist(), result.num_tokens
     ranked = sorted(enumerate(scores), key=lambda item: item[1], reverse=True)  # stable: ties keep input order
-    return ranked, num_tokens
+    return ranked, num_tokens, modes
+
+
+async def _query_and_documents(gateway, spec: ModelSpec, body: RerankBody, to_jobs: Callable) -> tuple[Result, Result]:
+    """The query's job and the documents' (`to_jobs`), run together, both at the priority of the client's
+    batch: its documents."""
+    query_job, documents_job = to_jobs(spec, gateway.settings)
+    size = len(documents_job)
+    return await asyncio.gather(gateway.infer(spec, query_job, body.priority, size),
+                                gateway.infer(spec, documents_job, body.priority, size))
+
+
+def hybrid_scores(query: Result, documents: Result) -> dict[str, list[float]]:
+    """FlagEmbedding's compute_score of each (query, document) pair alone, per mode: the dense dot product, the
+    sparse one over shared token ids, and ColBERT's mean over query vectors of their best dot product."""
+    lexical = dict(query.sparse_rows()[0])
+    vectors = query.token_rows(T.VECTORS, T.NUM_VECTORS)[0]
+    return {
+        "dense": (documents[T.EMBEDDINGS] @ query[T.EMBEDDINGS][0]).tolist(),
+        "sparse": [sum(value * lexical.get(index, 0.0) for index, value in row) for row in documents.sparse_rows()],
+        "colbert": [float((vectors @ document.T).max(axis=1).sum()) / len(vectors)
+                    for document in documents.token_rows(T.VECTORS, T.NUM_VECTORS)],
+    }
+
+
+def with_modes(item: dict, index: int, modes: list[dict[str, float]]) -> dict:
+    """A ranked item, with its `scores` per mode where the request asked for them."""
+    return {**item, "scores": modes[index]} if modes else item
 
 
 def maxsim(query: np.ndarray, documents: list[np.ndarray]) -> list[float]:
@@ -64,8 +100,9 @@ def maxsim(query: np.ndarray, documents: list[np.ndarray]) -> list[float]:
 async def tei_rerank(body: RerankRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/rerank")
-    ranked, _ = await _rank(request, spec, body)
-    return json_response([{"index": index, "score": score, **({"text": body.texts[index]} if body.return_text else {})}
+    ranked, _, modes = await _rank(request, spec, body)
+    return json_response([with_modes({"index": index, "score": score,
+                                      **({"text": body.texts[index]} if body.return_text else {})}, index, modes)
                           for index, score in ranked])
 
 
@@ -73,11 +110,11 @@ async def tei_rerank(body: RerankRequest, request: Request) -> Response:
 async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/v1/rerank")
-    ranked, num_tokens = await _rank(request, spec, body)
+    ranked, num_tokens, modes = await _rank(request, spec, body)
     documents = body.document_texts()
     top = ranked[: body.top_n] if body.top_n is not None else ranked
-    results = [{"index": index, "relevance_score": score,
-                **({"document": {"text": documents[index]}} if body.return_documents else {})}
+    results = [with_modes({"index": index, "relevance_score": score,
+                           **({"document": {"text": documents[index]}} if body.return_documents else {})}, index, modes)
                for index, score in top]
     return json_response({"id": uuid.uuid4().hex, "results": results, "model": spec.name,
                           "usage": {"total_tokens": num_tokens}})
@@ -87,10 +124,10 @@ async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response
 async def cohere_v2_rerank(body: CohereV2RerankRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(body.model, route="/v2/rerank")
-    ranked, _ = await _rank(request, spec, body)
+    ranked, _, modes = await _rank(request, spec, body)
     top = ranked[: body.top_n] if body.top_n is not None else ranked
     return json_response({
-        "results": [{"index": index, "relevance_score": score} for index, score in top],
+        "results": [with_modes({"index": index, "relevance_score": score}, index, modes) for index, score in top],
         "id": uuid.uuid4().hex,
         # Cohere bills a search unit per query and up to 100 documents.
         "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": -(-len(body.documents) // 100)}},

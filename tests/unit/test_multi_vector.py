@@ -86,7 +86,7 @@ def test_other_routes_name_the_multi_vector_ones(gateway, path, body):
 def test_info_and_invocations(gateway):
     info = gateway.get("/info", params={"model": MODEL}).json()
     assert (info["task"], info["dimensions"], info["pooling"]) == ("multi_vector", 16, None)
-    assert info["routes"] == ["/embed_all", "/rerank", "/v1/rerank", "/v2/rerank"]
+    assert info["routes"] == ["/embed_all", "/rerank", "/v1/rerank", "/v2/rerank", "/embed_hybrid"]
     body = {"inputs": DOCUMENTS, "model": MODEL, "prompt_name": "document"}
     assert gateway.post("/invocations", body).json() == gateway.post("/embed_all", body).json()
 

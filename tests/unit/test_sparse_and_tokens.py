@@ -66,7 +66,7 @@ def test_dense_routes_on_a_sparse_model_name_embed_sparse(gateway, path, body):
 def test_sparse_model_in_info_invocations_and_default_route(gateway, splade_tokenizer):
     info = gateway.get("/info", params={"model": "tiny-splade"}).json()
     assert (info["task"], info["pooling"], info["dimensions"]) == ("sparse", "splade", splade_tokenizer.vocab_size)
-    assert info["quantization_ranges"] is None and info["routes"] == ["/embed_sparse"]
+    assert info["quantization_ranges"] is None and info["routes"] == ["/embed_sparse", "/embed_hybrid"]
     body = {"inputs": TEXTS[:2], "model": "tiny-splade"}
     expected = gateway.post("/embed_sparse", body).json()
     assert gateway.post("/invocations", body).json() == expected == gateway.post("/", body).json()
