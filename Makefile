@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install serve test test-fast fuzz soak lint bench loadtest peers peers-st clean gpu-pack gpu-dry-run
+.PHONY: install serve test test-fast reference-venv fuzz soak lint bench loadtest peers peers-st clean gpu-pack gpu-dry-run
 
 install: $(STAMP)
 
@@ -20,8 +20,21 @@ $(STAMP): pyproject.toml constraints.txt
 serve: $(STAMP)
 	$(BIN)/trident serve --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(FLAG_STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# FlagEmbedding, BGE-M3's reference (tests/test_hybrid.py), in its own venv: FlagEmbedding 1.4.2 imports a
+# transformers module that 5.x removed (transformers.modeling_attn_mask_utils), and its datasets wants numpy 2.
+FLAG := .venv-flag
+FLAG_STAMP := $(FLAG)/.installed-stamp
+$(FLAG_STAMP):
+	$(PYTHON) -m venv $(FLAG)
+	$(FLAG)/bin/python -m pip install -q --upgrade pip
+	$(FLAG)/bin/python -m pip install -q torch==2.13.0
+	$(FLAG)/bin/python -m pip install -q "FlagEmbedding==1.4.2" "transformers==4.57.6" "sentence-transformers==5.7.0"
+	touch $(FLAG_STAMP)
+
+reference-venv: $(FLAG_STAMP)
 
 # The fast tier: tests/unit, no tritonserver and no model build (the gateway against testkit/fake_triton.py).
 test-fast: $(STAMP)

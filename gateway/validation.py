@@ -241,6 +241,11 @@ def mean_pooled(spec: ModelSpec) -> bool:
     return spec.task_row.token_embeddings and spec.pooling == "mean"
 
 
+def lays_out(spec: ModelSpec) -> bool:
+    """Whether late chunking and long inputs serve the model (/info says so)."""
+    return mean_pooled(spec) and not heads.dense_modules(spec.head)
+
+
 HYBRID_FLAGS = {"dense": "return_dense", "sparse": "return_sparse", "colbert": "return_colbert"}
 
 

@@ -185,8 +185,17 @@ class FakeEngine:
             features = self.table[ids % self.BUCKETS]
             if token_type_ids is not None:
                 features = features + np.asarray(token_type_ids[row], dtype=np.float32).reshape(-1, 1) * self.type_row
+            if output == T.TOKEN_WEIGHTS:  # a hybrid model's lexical weights: some zero, as relu makes them
+                features = np.maximum(features[:, :1], 0.0)
+            elif self.spec.hybrid and output == T.TOKEN_EMBEDDINGS:  # its ColBERT width
+                features = features[:, : self.spec.hybrid["colbert_dim"]]
             outputs.append(features if self.spec.task_row.per_token_output(output) else features.mean(axis=0))
         return outputs
+
+    def run_outputs(self, sequences: list[np.ndarray], token_type_ids: list[np.ndarray] | None,
+                    outputs: tuple[str, ...], attention: list[np.ndarray] | None = None) -> dict[str, list[np.ndarray]]:
+        """As OnnxEngine.run_outputs (here one `run` per output: a fake has no pass to share)."""
+        return {output: self.run(sequences, token_type_ids, output, attention) for output in outputs}
 
 
 def fake_engine_stage(rows: int | None) -> type:

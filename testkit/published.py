@@ -574,3 +574,23 @@ def qwen3_reranker_card_scores(folder: Path, query: str, documents: list[str], i
             probabilities.append(float(torch.softmax(pair, dim=0)[1]))
             log_odds.append(float(pair[1] - pair[0]))
     return probabilities, log_odds
+
+
+# --- BGE-M3 (FlagEmbedding): an XLM-RoBERTa encoder, CLS + Normalize, colbert_linear.pt and sparse_linear.pt ---
+
+BGE_M3_COLBERT_DIM = 16  # BAAI/bge-m3's is its hidden size; another width shows it is read from the weights
+
+
+def make_bge_m3(root: Path, *, seed: int = 0, colbert_dim: int = BGE_M3_COLBERT_DIM, max_seq_length: int = 64) -> Path:
+    """BAAI/bge-m3's layout as FlagEmbedding publishes it: the encoder folder (XLM-RoBERTa with its
+    sentence-transformers files: CLS pooling, Normalize) and, beside it, `colbert_linear.pt` (Linear hidden ->
+    colbert_dim) and `sparse_linear.pt` (Linear hidden -> 1), each a state dict saved with torch.save."""
+    from torch import nn
+
+    folder = make_tiny_model(root / "bge-m3", "xlm-roberta", max_seq_length=max_seq_length, seed=seed)
+    _set_pooling(folder, "cls")
+    hidden = read_config(folder)["hidden_size"]
+    torch.manual_seed(seed + 1)
+    torch.save(nn.Linear(hidden, colbert_dim).state_dict(), folder / "colbert_linear.pt")
+    torch.save(nn.Linear(hidden, 1).state_dict(), folder / "sparse_linear.pt")
+    return folder

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from gateway.errors import ApiError, ErrorKind
 from gateway.responses import json_response
+from gateway.validation import lays_out
 from trident import __version__
 
 router = APIRouter()
@@ -57,6 +58,9 @@ class Info(BaseModel):
     default_route: str
     routes: list[str]  # the inference routes this model answers
     quantization_ranges: list[list[float]] | None  # int8 / uint8: [[min per dimension], [max per dimension]]
+    embed_hybrid: list[str]  # what /embed_hybrid answers: dense, sparse, colbert (all three: a hybrid model)
+    late_chunking: bool  # whether `late_chunking` / `chunk_long_inputs` apply (mean-pooled embedding models)
+    chunk_long_inputs: bool  # the default of `chunk_long_inputs` for this model (`--chunk-long-inputs`)
     version: str
     engine: str
     models: list[str]
@@ -88,6 +92,7 @@ async def info(request: Request, model: str | None = None) -> Response:
     gateway = request.app.state.gateway
     spec = gateway.registry.pick(model)
     settings = gateway.settings
+    laid_out = lays_out(spec)
     return json_response({
         "model_id": spec.name, "model_sha": spec.content_hash, "model_type": spec.task,
         "task": spec.task, "architecture": spec.architecture, "pooling": spec.pooling,
@@ -101,6 +106,8 @@ async def info(request: Request, model: str | None = None) -> Response:
         "cache_size_mib": settings.cache_size_mib,
         "default_route": spec.default_route, "routes": list(spec.task_row.routes),
         "quantization_ranges": spec.quantization_ranges or None,
+        "embed_hybrid": list(spec.task_row.vector_kinds), "late_chunking": laid_out,
+        "chunk_long_inputs": laid_out and settings.chunk_long_inputs,
         "version": __version__, "engine": spec.engine,
         "models": sorted(gateway.registry.models),
     })

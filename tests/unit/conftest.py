@@ -22,6 +22,7 @@ from gateway.settings import GatewaySettings
 from testkit.factories import make_tiny_bert, make_tiny_colbert, make_tiny_splade
 from testkit.fake_triton import FakeTriton
 from testkit.gateway_server import GatewayServer
+from testkit.published import make_bge_m3
 
 DEFAULT_MODEL = "tiny-bert-mean"
 # name -> make_tiny_bert arguments: two embedders (dim 32, max length 128), a reranker, a classifier, NER.
@@ -34,6 +35,7 @@ MODELS = {
 }
 SPARSE_MODELS = {"tiny-splade": {"seed": 5}}  # make_tiny_splade arguments: a SPLADE model (vocabulary ~500)
 MULTI_VECTOR_MODELS = {"tiny-colbert": {"seed": 6}}  # make_tiny_colbert arguments: queries expanded to 12 tokens
+HYBRID_MODELS = {"tiny-bge-m3": {"seed": 7}}  # make_bge_m3 arguments: FlagEmbedding's BGE-M3 layout, XLM-RoBERTa
 # tiny-bert-cls's manifest claims a vocabulary of 100,000 ids while its engine's table has the checkpoint's
 # ~500 rows: text is unaffected (the tokenizer only makes real ids), but ids past the table pass the
 # gateway's vocabulary check and fail inside the engine, a real engine failure (the 424 path).
@@ -51,7 +53,8 @@ def unit_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     root = tmp_path_factory.mktemp("unit-checkpoints")
     return {**{name: make_tiny_bert(root / name, **options) for name, options in MODELS.items()},
             **{name: make_tiny_splade(root / name, **options) for name, options in SPARSE_MODELS.items()},
-            **{name: make_tiny_colbert(root / name, **options) for name, options in MULTI_VECTOR_MODELS.items()}}
+            **{name: make_tiny_colbert(root / name, **options) for name, options in MULTI_VECTOR_MODELS.items()},
+            **{name: make_bge_m3(root / name, **options) for name, options in HYBRID_MODELS.items()}}
 
 
 @pytest.fixture(scope="session")

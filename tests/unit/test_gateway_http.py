@@ -21,7 +21,7 @@ from tests.texts import BASE
 
 MODEL = "tiny-bert-mean"  # the default model, dim 32
 SERVED = {"tiny-bert-mean", "tiny-bert-cls", "tiny-reranker", "tiny-classifier", "tiny-ner", "tiny-splade",
-          "tiny-colbert"}  # conftest
+          "tiny-colbert", "tiny-bge-m3"}  # conftest
 TIMING = ("x-total-time", "x-compute-time", "x-queue-time", "x-inference-time", "x-compute-tokens",
           "x-compute-characters")
 
