@@ -36,7 +36,8 @@ def main() -> None:
     answer = {
         "alone": [{key: values[0] for key, values in encoded.items()} for encoded in alone],
         "batch": plain(model.encode(texts, **kinds)),
-        "scores": [model.compute_score([pair], weights_for_different_modes=request["weights"]) for pair in pairs],
+        "scores": [{mode: values[0] for mode, values in model.compute_score(
+            [pair], weights_for_different_modes=request["weights"]).items()} for pair in pairs],
         "batch_scores": model.compute_score(pairs, weights_for_different_modes=request["weights"]),
     }
     json.dump(answer, sys.stdout)
