@@ -181,6 +181,9 @@ def check_settings(spec: ModelSpec, base_model: str | None, quantization: str, d
     """What the checkpoint (and, for quantization, the engine and this machine's GPU) rules out, said before
     any export work starts."""
     causal = spec.model_type in CAUSAL_TYPES
+    if spec.task_row.hybrid and engine != "onnxruntime":  # the torch and TensorRT engines run one output a pass
+        raise BuildError(f"a hybrid (BGE-M3) model's dense, sparse and ColBERT outputs come from the ONNX graph "
+                         f"(--engine onnxruntime); the {engine} engine does not run them yet")
     if spec.task == "ner" and base_model == "encoder":
         raise BuildError(NER_NEEDS_BERT)
     if base_model == "encoder_bert" and causal:

@@ -106,6 +106,11 @@ def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision:
     """Set spec.variant and spec.variant_choice; return the engine files the variant adds beside model.onnx."""
     flags = cpu.cpu_flags() if flags is None else flags
     rows = candidates_for(precision, flags, _graph_bytes(onnx_file))
+    if spec.task_row.hybrid:  # the gate compares the dense output alone: the sparse and ColBERT ones stay float32
+        if REFERENCE not in [row.name for row in rows]:
+            raise BuildError(f"--precision {precision}: a hybrid (BGE-M3) model is served as {REFERENCE} (the "
+                             "precision gate checks only its dense output); use --precision fp32")
+        rows = [row for row in rows if row.name == REFERENCE]
     spec.variant = REFERENCE
     spec.variant_choice = {"precision": precision, "cpu_kind": cpu.cpu_kind(flags),
                            "cpu_flags": cpu.relevant_flags(flags), "cpu_name": cpu.cpu_name(), "candidates": []}

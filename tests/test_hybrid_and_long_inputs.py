@@ -208,7 +208,7 @@ def test_late_chunking_matches_transformers(client, reference):
     for prompt_name, prompt in ((None, ""), ("query", PROMPT)):
         prompt_ids = pieces(tokenizer, [prompt])[0] if prompt else []
         ids = pieces(tokenizer, chunks)
-        document = wrapped(tokenizer, prompt_ids + sum(ids, []))
+        document = wrapped(tokenizer, prompt_ids + [i for chunk in ids for i in chunk])
         states = hidden(document)
         start = 1 + len(prompt_ids)  # after [CLS] and the prompt, which belongs to no chunk
         expected = []
