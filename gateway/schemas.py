@@ -28,6 +28,7 @@ from trident.tasks import HYBRID_OUTPUTS as HYBRID_KINDS
 
 Direction = Literal["right", "left", "Right", "Left"]
 PriorityName = Literal[PRIORITY_NAMES]  # "interactive" | "bulk"
+INT32_MAX = 2**31 - 1  # MAX_TOKENS travels as TYPE_INT32
 TextOrIds = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
 
 
@@ -268,8 +269,9 @@ class CohereEmbedRequest(InferenceBody):
     embedding_types: list[EmbeddingType] = Field(default_factory=lambda: ["float"], min_length=1)
     output_dimension: StrictInt | None = Field(None, description="Matryoshka: keep the first N components")
     truncate: CohereTruncate = "END"
-    max_tokens: StrictInt | None = Field(None, ge=1, description="cut (or, with truncate NONE, refuse) inputs "
-                                         "longer than this many tokens")
+    max_tokens: StrictInt | None = Field(None, ge=1, le=INT32_MAX,
+                                         description="cut (or, with truncate NONE, refuse) inputs longer than "
+                                         "this many tokens")
     chunk_long_inputs: StrictBool | None = Field(None, description=CHUNK_LONG_INPUTS)
 
     def input_texts(self) -> tuple[list[str], str]:
@@ -413,7 +415,7 @@ class CohereV2RerankRequest(InferenceBody):
     documents: list[StrictStr]
     model: StrictStr | None = None
     top_n: StrictInt | None = Field(None, ge=1, description="Keep the N best documents (default: all)")
-    max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
+    max_tokens_per_doc: StrictInt | None = Field(None, ge=1, le=INT32_MAX)
     instruction: StrictStr | None = Field(None, description="LLM rerankers: the task instruction of the prompt")
     weights: list[StrictFloat] | None = Field(None, description=WEIGHTS)
     scores: StrictBool = Field(False, description=SCORES)

@@ -30,6 +30,7 @@ def test_embed_hybrid_answers_what_is_asked_and_matches_each_route(gateway):
     assert [sorted(item) for item in both] == [["dense", "sparse"]] * len(TEXTS)
     every = ok(gateway, "/embed_hybrid", {"inputs": TEXTS, "model": HYBRID, "return_colbert": True})
     assert [sorted(item) for item in every] == [["colbert", "dense", "sparse"]] * len(TEXTS)
+    assert ok(gateway, "/embed_hybrid", {"inputs": TEXTS, "model": HYBRID, "priority": "bulk"}) == both  # its lane
     one = ok(gateway, "/embed_hybrid", {"inputs": TEXTS[0], "model": HYBRID, "return_dense": False})
     assert len(one) == 1 and list(one[0]) == ["sparse"]  # a single string: a list of one
     np.testing.assert_allclose([item["dense"] for item in every], ok(gateway, "/embed", {"inputs": TEXTS,
@@ -101,6 +102,12 @@ def test_late_chunking_and_long_inputs_shapes_and_usage(gateway):
     assert answer["usage"]["prompt_tokens"] == sum(map(len, pieces)) + 2  # the document once, [CLS] ... [SEP]
     vectors = np.array([item["embedding"] for item in answer["data"]])
     assert vectors.shape == (3, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    bulk = ok(gateway, "/embed", {"inputs": chunks, "model": "tiny-bert-mean", "late_chunking": True,
+                                  "priority": "bulk"})
+    np.testing.assert_allclose(bulk, vectors, atol=1e-6)
+    many = ok(gateway, "/embed", {"inputs": ["word"] * 40, "model": "tiny-bert-mean", "late_chunking": True,
+                                  "priority": "bulk"})  # more chunks than the bulk lane batches: one request still
+    assert len(many) == 40
     plain = np.array(ok(gateway, "/embed", {"inputs": chunks, "model": "tiny-bert-mean"}))
     assert not np.allclose(vectors, plain, atol=1e-3)  # each chunk sees the document: not its own text alone
     long_text = "word " * 300  # past tiny-bert-mean's 128 tokens

@@ -39,6 +39,8 @@ def send(gateway, fake, path: str, body: dict, headers: dict | None = None):
     ("/predict", {"inputs": [["a", "b"], ["c", "d"]], "model": "tiny-classifier"}),
     ("/predict_tokens", {"inputs": [["New York is big"]], "model": "tiny-ner", "aggregation_strategy": "simple"}),
     ("/embed_all", {"inputs": ["a colbert document"], "model": "tiny-colbert"}),
+    ("/embed_hybrid", {"inputs": ["bge-m3 cached", "y"], "model": "tiny-bge-m3", "return_colbert": True}),
+    ("/embed", {"inputs": ["word " * 200], "model": MODEL, "chunk_long_inputs": True}),  # windows: per input
 ])
 def test_an_identical_request_answers_from_memory_byte_for_byte(cached, fake, path, body):
     first, computed = send(cached, fake, path, body)
@@ -119,3 +121,13 @@ def test_an_entry_keeps_one_input_s_own_rows_and_no_tokenizing_time():
     cache = ResponseCache(max_bytes=10)
     cache.put(("key",), row)  # bigger than the whole cache: not kept
     assert len(cache) == 0 and cache.bytes == 0
+
+
+def test_late_chunking_never_answers_from_the_cache(cached, fake):
+    """A chunk's vector depends on the whole document: no chunk is cached on its own, nor served from a cache
+    filled by the same texts embedded apart."""
+    chunks = {"inputs": ["one chunk", "and the next"], "model": MODEL}
+    send(cached, fake, "/embed", chunks)  # the texts alone, now cached
+    for _ in range(2):
+        _, computed = send(cached, fake, "/embed", {**chunks, "late_chunking": True})
+        assert computed == 2
