@@ -89,8 +89,9 @@ gpu-pack: $(STAMP)
 gpu-dry-run: $(STAMP)
 	bash bench/gpu_first_light.sh --dry-run
 
+# `python -m ruff`: works whether or not pip wrote a `ruff` script into .venv/bin (a fresh clone had none).
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	$(BIN)/python -m ruff check .
 
 clean:
 	rm -rf .trident .pytest_cache .ruff_cache
