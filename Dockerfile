@@ -6,7 +6,7 @@
 #   builder - the triton image plus the build tools and TensorRT's builder: checkpoint -> model repository,
 #             one-shot, for --engine torch and --engine tensorrt
 #   cpu     - all in one, no GPU: `trident serve` = the tritonserver bundled in nvidia-pytriton + the gateway
-# NOT BUILT where this was written (no Docker engine there); see README "Deploy".
+# NOT BUILT where this was written (no Docker engine there); see docs/deployment.md.
 ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
@@ -44,7 +44,7 @@ COPY --from=source /src /opt/trident
 # with safetensors, at the versions the builder checked the engine with (constraints.txt).
 RUN pip install --no-cache-dir torch==2.13.0 \
  && pip install --no-cache-dir -c constraints.txt . transformers safetensors \
- && python3 -c "import torch, transformers, trident.torch_engine.engine"
+ && python3 -c "import torch, transformers, trident.engines.torch.engine"
 
 # Engines are built where they run (a TensorRT plan is specific to its GPU and TensorRT version): the triton
 # image (CUDA torch for `--engine torch`) plus the build tools and TensorRT's Python builder at the 24.10

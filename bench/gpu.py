@@ -133,9 +133,9 @@ def eager_outputs_of(model: Any, sequences: list, pooling: str, device: torch.de
 
 
 def min_cosine(expected: list[np.ndarray], actual: list[np.ndarray]) -> float:
-    from builder.quantization import row_cosines
+    from trident.gate import cosines
 
-    return float(np.min(row_cosines(expected, actual)))
+    return float(np.min(cosines(expected, actual)))
 
 
 def with_oom_retry(measure: Callable[[int], float], max_num_tokens: int) -> tuple[float, int]:
@@ -170,7 +170,7 @@ def spec_for(name: str, model_type: str, dim: int, pooling: str, max_num_tokens:
 def compare_engine(device: torch.device, model: Any, spec: Any, size: dict[str, Any], vocab: int,
                    options: Any, budget: Budget) -> tuple[dict[str, Any], Any]:
     """Eager baseline on long and short sequences, then the engine over the same model and inputs."""
-    from trident.torch_engine.engine import TorchEngine
+    from trident.engines.torch.engine import TorchEngine
 
     long_seqs = random_sequences(size["long"], size["long_length"], vocab, seed=1)
     short_seqs = random_sequences(size["short"], SHORT, vocab, seed=2)
@@ -218,7 +218,7 @@ def bench_8b(device: torch.device, size: dict[str, Any], options: Any, budget: B
              fp8_kernel: bool) -> dict[str, Any]:
     from transformers import AutoModel, Qwen3Config
 
-    from trident.torch_engine.fp8 import FP8Linear
+    from trident.engines.torch.fp8 import FP8Linear
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = Qwen3Config(**size["config"], max_position_embeddings=32768)
@@ -363,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"prepared": str(prepare_minilm())}))
         return 0
 
-    from trident.torch_engine.engine import EngineOptions
-    from trident.torch_engine.fp8 import fp8_supported
+    from trident.engines.torch.engine import EngineOptions
+    from trident.engines.torch.fp8 import fp8_supported
 
     budget = Budget(args.budget_s)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")

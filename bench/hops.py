@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import short_texts  # noqa: E402
-from cli import procfs  # noqa: E402
+from testkit import procfs  # noqa: E402
 from testkit.loadgen import run_load  # noqa: E402
 from testkit.stack import Stack  # noqa: E402
+from trident.model_names import STEP_SUFFIXES  # noqa: E402
 
-STAGES = ("_tokenizer", "_engine", "_postprocess")
+STAGES = tuple(STEP_SUFFIXES[role] for role in ("tokenizer", "engine", "postprocess"))
 
 
 def label(pid: int) -> str:

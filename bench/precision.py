@@ -123,7 +123,7 @@ def variant_repositories(model_dir: Path, progress=print) -> tuple[dict[str, Pat
     auto = prepare_model(model, {**options, "precision": "auto"}, progress=lambda _: None)
     table = ModelSpec.load(auto / DEFAULT_MODEL_NAME / "manifest.json").variant_choice.get("candidates", [])
     refused = {row["variant"]: f"fails the gate (auto build: {row.get('error') or _figures(row)}); never served"
-               for row in table if not row["passed"]}
+               for row in table if row.get("passed") is False}  # None: not gated (a faster one passed)
     repositories = {}
     for row in candidates_for("auto", cpu.cpu_flags(), 1 << 40):
         if row.name in refused:
@@ -142,11 +142,12 @@ def _figures(row: dict) -> str:
 
 
 def engine_alone(repository: Path, name: str, model_dir: Path, tokens: int, threads: int) -> dict:
+    from trident.model_names import step_files
     from trident.precision import open_engine
     from trident.spec import ModelSpec
 
     spec = ModelSpec.load(repository / name / "manifest.json")
-    engine = open_engine(spec.variant, repository / f"{name}_engine" / "1", spec, threads)
+    engine = open_engine(spec.variant, step_files(repository, name, "engine"), spec, threads)
     tokens_per_s = engine_tokens_per_s(engine, tokens)
     return {"tokens_per_s": tokens_per_s, "flops": tokens_per_s * flops_per_token(model_dir, tokens),
             "gate": spec.variant_choice.get("gate", {})}

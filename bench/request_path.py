@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.hops import label  # noqa: E402
-from cli import procfs  # noqa: E402
+from testkit import procfs  # noqa: E402
 from testkit.loadgen import run_load  # noqa: E402
 from testkit.stack import Stack  # noqa: E402
 
@@ -107,13 +107,14 @@ def one_setting(repository: Path, model: str, texts: list[str], long: list[str],
 def engine_alone(repository: Path, model: str, texts: list[str], seconds: float = 4.0) -> dict:
     """The served engine variant on one input at a time, the same texts in the same order as the load (token
     counts vary, as they do for the server), as its Triton instance runs it (same threads): p50."""
+    from trident.engines import load_engine
+    from trident.model_names import step_files
     from trident.spec import ModelSpec
-    from trident.stages import load_engine
     from trident.tokenization import TextTokenizer
 
     spec = ModelSpec.load(repository / model / "manifest.json")
-    engine = load_engine(spec, repository / f"{model}_engine" / "1")
-    tokenizer = TextTokenizer(repository / f"{model}_tokenizer" / "1" / "tokenizer.json", spec.max_length,
+    engine = load_engine(spec, step_files(repository, model, "engine"))
+    tokenizer = TextTokenizer(step_files(repository, model, "tokenizer") / "tokenizer.json", spec.max_length,
                               spec.pad_token_id)
     inputs = [tokenizer.encode([text]) for text in texts]
     for batch in inputs[:50]:

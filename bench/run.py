@@ -24,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cli.ports import free_port  # noqa: E402
 from testkit.loadgen import run_load  # noqa: E402
-from testkit.stack import Stack, free_port  # noqa: E402
+from testkit.stack import Stack  # noqa: E402
 
 WORDS = (
     "search vector model server triton token batch embedding fast text query document "
@@ -185,11 +186,12 @@ def matmul_flops(seconds: float = 3.0, size: int = 1024) -> float:
 def engine_flops(repository: Path, name: str, tokens: int) -> dict:
     """The ONNX engine alone on 32 x max_length tokens, in FLOP/s from the model's shape."""
     from bench.precision import engine_tokens_per_s, flops_per_token
-    from trident.onnx_engine import OnnxEngine
+    from trident.engines.onnxruntime import OnnxEngine
+    from trident.model_names import step_files
     from trident.spec import ModelSpec
 
     spec = ModelSpec.load(repository / name / "manifest.json")
-    engine = OnnxEngine(repository / f"{name}_engine" / "1" / "model.onnx", spec, pad_id=spec.pad_token_id)
+    engine = OnnxEngine(step_files(repository, name, "engine") / "model.onnx", spec, pad_id=spec.pad_token_id)
     tokens_per_s = engine_tokens_per_s(engine, tokens, seconds=5.0)
     return {"tokens_per_s": tokens_per_s, "flops": tokens_per_s * flops_per_token(Path(spec.source), tokens)}
 

@@ -15,18 +15,21 @@ from pathlib import Path
 
 from builder.checkpoint import content_hash, resolve_checkpoint
 from builder.config_file import check_settings
+from builder.engine_builds import EngineBuild
 from builder.errors import BuildError
 from builder.families import native_checkpoint
 from builder.inspect import inspect_checkpoint, save_tokenizer
-from builder.repository import onnx_files, write_repository
-from builder.variants import choose_variant, resolve_precision
+from builder.repository import write_repository
+from builder.variants import resolve_precision
 from trident import __version__
+from trident.engines import DEFAULT_ENGINE, engine_kind
+from trident.engines.contract import Engine
+from trident.gate import GateReport
+from trident.model_names import step_model
 from trident.spec import ModelSpec
 from trident.tasks import tasks_for_route
 
 Progress = Callable[[str], None]
-# Two single-threaded ONNX Runtime sessions beat one two-threaded one on a shared 2-core machine (spec.py).
-CPU_ENGINE_INSTANCES = 2
 
 
 @dataclass
@@ -43,11 +46,13 @@ class BuildOptions:
     revision: str | None = None
     trust_remote_code: bool = False
     base_model: str | None = None  # BEI's encoder | encoder_bert, from a YAML config (see config_file)
-    engine: str = "onnxruntime"  # onnxruntime | torch (CUDA, float32 on CPU) | tensorrt (GPU + TensorRT)
-    engine_instances: int | None = None  # Triton instances of the engine model; None: 2 on CPU, 1 on a GPU
+    engine: str = DEFAULT_ENGINE  # a row of the engine table (trident.engines)
+    engine_instances: int | None = None  # Triton instances of the engine model; None: the engine's row says
     # The CPU engine's variant: auto | fp32 | bf16 | int8 | a variant's name (builder/variants.py); None: the
     # default ($TRIDENT_PRECISION, else auto), or onnxruntime-int8 with quantization int8.
     precision: str | None = field(default=None)
+    # `trident serve`: with auto, leave the quantized CPU variants for later (builder/variants.py, cli/refine.py).
+    defer_quantized: bool = False
 
 
 @dataclass
@@ -87,8 +92,9 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
     precision = resolve_precision(options.precision, options.quantization, options.engine)  # refusals come first
     if options.engine_instances is not None and options.engine_instances < 1:
         raise BuildError(f"--engine-instances must be at least 1, got {options.engine_instances}")
-    spec.engine = options.engine
-    spec.engine_instances = options.engine_instances or (CPU_ENGINE_INSTANCES if options.engine == "onnxruntime" else 1)
+    kind = engine_kind(options.engine)
+    spec.engine = kind.name
+    spec.engine_instances = options.engine_instances or kind.instances
     spec.max_num_tokens = options.max_num_tokens
     spec.max_length = _bounded_max_length(spec.max_length, options, progress)
     spec.quantization = options.quantization
@@ -102,27 +108,16 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
     with tempfile.TemporaryDirectory(prefix=".trident-build-", dir=options.out) as staging:
         staging_dir = Path(staging)
         save_tokenizer(model_dir, staging_dir / "tokenizer.json")
-        onnx_file, engine_files = staging_dir / "model.onnx", None
         spec.variant_choice = {}
-        if spec.engine == "torch":
-            from builder.torch_build import check_torch_engine, stage_checkpoint
-
-            spec.parity = check_torch_engine(model_dir, spec, progress, options.trust_remote_code)
-            engine_files = {"checkpoint": stage_checkpoint(model_dir, staging_dir / "checkpoint", spec)}
-        else:
-            _export_and_check(model_dir, spec, onnx_file, progress, options.trust_remote_code)
-            if spec.engine == "onnxruntime":
-                engine_files = {**onnx_files(onnx_file), **choose_variant(model_dir, spec, onnx_file, precision,
-                                                                          progress)}
+        job = EngineBuild(model_dir, spec, staging_dir, precision, progress, options.trust_remote_code,
+                          options.defer_quantized)
+        built = kind.builder()(job)
         if spec.task_row.dense_vectors:
-            _calibrate(model_dir, spec, onnx_file, progress)
+            _calibrate(model_dir, spec, built.served(), progress)
         progress("writing the Triton model repository")
         repository = staging_dir / "repository"
-        if spec.engine == "tensorrt":
-            engine_files, spec.dtype = {}, "float16"  # the engine step only pads and calls the plan model
-        write_repository(spec, repository, onnx_file, staging_dir / "tokenizer.json", engine_files)
-        if spec.engine == "tensorrt":
-            _add_tensorrt_plan(spec, onnx_file, repository, progress)
+        write_repository(spec, repository, staging_dir / "tokenizer.json", built.files)
+        built.add_models(repository)
         _move_models(repository, options.out)
     return BuildResult(spec, options.out, time.monotonic() - started)
 
@@ -138,46 +133,12 @@ def _bounded_max_length(max_length: int, options: BuildOptions, progress: Progre
     return options.max_num_tokens
 
 
-def _export_and_check(
-    model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Progress, trust_remote_code: bool = False
-) -> None:
-    from builder.export import export_onnx
-    from builder.parity import ParityError, check_parity
-
-    progress("exporting to ONNX (torch.export, dynamo)")
-    export_onnx(model_dir, spec, onnx_file, progress=progress, trust_remote_code=trust_remote_code)
-    progress("checking the engine against transformers")
-    try:
-        report = check_parity(model_dir, spec, onnx_file, strict=True, trust_remote_code=trust_remote_code)
-    except ParityError as exc:
-        raise BuildError(f"the engine does not match transformers, nothing was written: {exc}") from None
-    spec.parity = {"max_abs_diff": report.max_abs_diff, "min_cosine": report.min_cosine,
-                   "texts": report.num_texts, "tolerance": report.tolerance}
-
-
-def _calibrate(model_dir: Path, spec: ModelSpec, onnx_file: Path, progress: Progress) -> None:
-    """int8 / uint8 embedding ranges from the engine being built (the ONNX graph that a plan is made of)."""
+def _calibrate(model_dir: Path, spec: ModelSpec, engine: Engine, progress: Progress) -> None:
+    """int8 / uint8 embedding ranges from the engine as served (the ranges move with bf16)."""
     from builder.calibration import CALIBRATION_TEXTS, quantization_ranges
 
     progress(f"calibrating int8 / uint8 embedding ranges on {len(CALIBRATION_TEXTS)} texts (and the model's prompts)")
-    if spec.engine == "torch":
-        from trident.torch_engine.engine import TorchEngine
-
-        engine = TorchEngine.load(model_dir, spec, quantization=spec.quantization)
-    else:
-        from trident.precision import open_engine
-
-        engine = open_engine(spec.variant, onnx_file.parent, spec)  # the variant served (ranges move with bf16)
     spec.quantization_ranges = quantization_ranges(model_dir, spec, engine.run)
-
-
-def _add_tensorrt_plan(spec: ModelSpec, onnx_file: Path, repository: Path, progress: Progress) -> None:
-    from builder.tensorrt_plan import build_plan, optimization_profiles, write_plan_model
-
-    profiles = optimization_profiles(spec.max_length, spec.max_num_tokens)
-    progress(f"building the TensorRT plan (fp16, {len(profiles)} optimization profiles)")
-    plan_file = build_plan(onnx_file, spec, onnx_file.with_name("model.plan"), profiles)
-    write_plan_model(spec, repository, plan_file, profiles)
 
 
 def _move_models(staged: Path, out: Path) -> None:
@@ -198,17 +159,15 @@ def summary(result: BuildResult) -> str:
     ]
     if spec.quantization != "no_quant":
         int8 = spec.parity.get("int8_vs_float32")
-        detail = (f": {', '.join(int8['int8_groups'])} MatMuls, min cosine {int8['min_cosine']:.5f} to float32"
+        detail = (f": {', '.join(int8['int8_groups'])} MatMuls, {GateReport.from_dict(int8).describe()} to float32"
                   if int8 else "")
         lines.append(f"  quantized   {spec.quantization}{detail}")
     if spec.variant_choice.get("candidates"):
         choice = spec.variant_choice
-        gate = choice.get("gate", {})
-        figure = (f"min cosine {gate['min_cosine']:.5f}" if gate.get("min_cosine") == gate.get("min_cosine")
-                  else f"max |score diff| {gate.get('max_score_diff', float('nan')):.4f}")
+        gate = GateReport.from_dict(choice.get("gate", {"passed": False, "num_texts": 0}))
         lines.append(f"  variant     {spec.variant} on {choice['cpu_kind']} ({choice['precision']}): "
-                     f"{choice['ms']:.1f} ms per batch, {figure} to float32")
-    elif spec.engine == "onnxruntime":
+                     f"{choice['ms']:.1f} ms per batch, {gate.describe()} to float32")
+    elif engine_kind(spec.engine).cpu_variants:
         lines.append(f"  variant     {spec.variant}")
     if spec.task_row.vectors:
         modules = " -> ".join(module["type"] for module in spec.head)
@@ -222,7 +181,8 @@ def summary(result: BuildResult) -> str:
         f"  parity      max |diff| {parity.get('max_abs_diff', float('nan')):.2e}, min cosine "
         f"{parity.get('min_cosine', float('nan')):.7f} over {parity.get('texts')} texts "
         f"(tolerance {parity.get('tolerance')})",
-        f"  models      {spec.name} = {spec.name}_tokenizer -> {spec.name}_engine -> {spec.name}_postprocess",
+        f"  models      {spec.name} = "
+        + " -> ".join(step_model(spec.name, role) for role in ("tokenizer", "engine", "postprocess")),
         f"  source      {spec.source} (sha256 {spec.content_hash[:16]})",
     ]
     return "\n".join(lines)

@@ -33,6 +33,7 @@ import yaml
 
 from builder.errors import BuildError
 from builder.inspect import CAUSAL_TYPES
+from trident.engines import DEFAULT_ENGINE, engine_kind
 from trident.spec import QUANTIZATIONS, ModelSpec
 from trident.tasks import INFERENCE_ROUTES
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from builder.build import BuildOptions
 
 BASE_MODELS = ("encoder", "encoder_bert")
-INT8_ENGINE = "onnxruntime"  # int8 is Trident's CPU quantization: any architecture, the ONNX Runtime engine
 SOURCES = ("HF", "LOCAL", "REMOTE_URL", "GCS", "S3", "AZURE")
 UNSUPPORTED_SOURCES = ("GCS", "S3", "AZURE")
 ROUTES = INFERENCE_ROUTES
@@ -72,7 +72,7 @@ class BuildConfig:
     default_route: str | None = None
     name: str | None = None
 
-    def options(self, model: str, out: Path, name: str | None = None, **extra: Any) -> BuildOptions:
+    def build_options(self, model: str, out: Path, name: str | None = None, **extra: Any) -> BuildOptions:
         """BuildOptions for the checkpoint now at `model` (a REMOTE_URL archive is fetched first)."""
         from builder.build import BuildOptions
 
@@ -177,21 +177,21 @@ def _checkpoint(repository: dict[str, Any], base_dir: Path | None) -> tuple[str,
 
 
 def check_settings(spec: ModelSpec, base_model: str | None, quantization: str, default_route: str | None,
-                   engine: str = "onnxruntime") -> None:
+                   engine: str = DEFAULT_ENGINE) -> None:
     """What the checkpoint (and, for quantization, the engine and this machine's GPU) rules out, said before
     any export work starts."""
     causal = spec.model_type in CAUSAL_TYPES
-    if spec.task_row.hybrid and engine != "onnxruntime":  # the torch and TensorRT engines run one output a pass
+    if spec.task_row.hybrid and not engine_kind(engine).several_outputs:
         raise BuildError(f"a hybrid (BGE-M3) model's dense, sparse and ColBERT outputs come from the ONNX graph "
-                         f"(--engine onnxruntime); the {engine} engine does not run them yet")
+                         f"(--engine {DEFAULT_ENGINE}); the {engine} engine does not run them yet")
     if spec.task == "ner" and base_model == "encoder":
         raise BuildError(NER_NEEDS_BERT)
     if base_model == "encoder_bert" and causal:
         raise BuildError(f"base_model: encoder_bert (BEI-Bert) serves bidirectional models; {spec.model_type} is "
                          "a causal model: use base_model: encoder")
     if quantization == "int8":
-        if engine != INT8_ENGINE:
-            raise BuildError(f"quantization_type: int8 is ONNX Runtime's CPU int8 (--engine {INT8_ENGINE}); "
+        if not engine_kind(engine).cpu_variants:  # int8 is a CPU variant: any architecture, the CPU engine
+            raise BuildError(f"quantization_type: int8 is ONNX Runtime's CPU int8 (--engine {DEFAULT_ENGINE}); "
                              f"the {engine} engine has no int8 path")
     elif quantization != "no_quant":
         if not causal:

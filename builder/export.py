@@ -1,6 +1,6 @@
 """Export a local Hugging Face checkpoint to the one ONNX graph the engine serves.
 
-The graph takes int64 `[batch, seq]` inputs (see `onnx_input_names`) and returns, for an embedding model,
+The graph takes int64 `[batch, seq]` inputs (`ModelSpec.engine_input_names`) and returns, for an embedding model,
 `embeddings` `[batch, dim]` (the head's pooling and Dense modules folded in, never normalized:
 normalization is a per-request choice) and `token_embeddings` `[batch, seq, hidden]` (the last hidden
 state, for /embed_all: the engine asks for one or the other); for a SPLADE model `embeddings`
@@ -31,16 +31,15 @@ from transformers.utils import logging as hf_logging
 from trident import heads
 from trident import tensors as T
 from trident.batching import position_ids_from_mask
+from trident.gate import TOLERANCES
+from trident.head_layers import DenseStack, pool_padded, splade_pool_padded
 from trident.models import register as register_trident_models
 from trident.spec import ModelSpec
-from trident.torch_engine.head import DenseStack
-from trident.torch_engine.pooling import pool_padded, splade_pool_padded
 
 OPSET = 18
 # eager first: its additive-mask graph runs 12% faster in ORT on CPU than the exported SDPA decomposition
 # (whose IsNaN/Where guards for fully masked rows took 15% of MiniLM's time); sdpa is the fallback.
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
-EXPORT_CHECK_TOLERANCE = 1e-4
 # Example shapes: batch 2 and seq 16 so torch.export never specializes either dim to 0/1.
 _EXAMPLE_BATCH = 2
 _EXAMPLE_SEQ = 16
@@ -53,15 +52,6 @@ Progress = Callable[[str], None]
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the torch model."""
-
-
-def onnx_input_names(spec: ModelSpec) -> list[str]:
-    """Inputs of the exported graph, in order. The engine feeds whatever the session declares."""
-    return spec.engine_input_names()
-
-
-def onnx_output_names(spec: ModelSpec) -> list[str]:
-    return spec.engine_output_names()
 
 
 def load_model(
@@ -183,7 +173,7 @@ def _export(graph: ServingGraph, spec: ModelSpec, out_path: Path) -> None:
         str(out_path),
         kwargs=feeds,
         input_names=list(feeds),
-        output_names=onnx_output_names(spec),
+        output_names=spec.engine_output_names(),
         opset_version=OPSET,
         dynamo=True,
         external_data=external,
@@ -229,7 +219,7 @@ def export_onnx(
     """Export model_dir to out_path (ONNX, opset 18, dynamic batch and seq) and check it against torch.
 
     Tries eager attention, then sdpa, keeping the first whose graph matches torch within
-    EXPORT_CHECK_TOLERANCE on unseen shapes; raises ExportError if none does.
+    the float32 tolerance (trident.gate) on unseen shapes; raises ExportError if none does.
     """
     say = progress or (lambda _msg: None)
     if spec.task_row.pools and spec.pooling is None:
@@ -248,9 +238,9 @@ def export_onnx(
             _export(graph, spec, out_path)
             say("checking the ONNX graph against torch on batch 1 / seq 1 and a ragged batch")
             diff = _check_against_torch(graph, spec, out_path)
-        if diff <= EXPORT_CHECK_TOLERANCE:
+        if diff <= TOLERANCES["float32"].max_abs_diff:
             say(f"export ok: max abs diff vs torch {diff:.2e}")
             return
-        failures.append(f"{attn}: max abs diff {diff:.2e} > {EXPORT_CHECK_TOLERANCE:.0e}")
+        failures.append(f"{attn}: max abs diff {diff:.2e} > {TOLERANCES['float32'].max_abs_diff:.0e}")
     _remove_outputs(out_path)
     raise ExportError(f"no attention implementation exported correctly: {'; '.join(failures)}")

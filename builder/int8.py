@@ -7,8 +7,8 @@ Constant-weight MatMuls get int8 weights (signed, per output channel) and activa
 Per-tensor activation scales cost accuracy unevenly: on all-MiniLM-L6-v2 quantizing every projection gives
 a min cosine of 0.984 to float32, the attention projections alone 0.993. So the MatMuls are grouped by
 weight shape (q/k/v/o, FFN up, FFN down...) and the build tries the groups' combinations from the most int8
-multiply-adds down, keeping the first whose outputs stay within INT8_MIN_COSINE of float32's, row by row,
-on the parity texts; if none does, nothing is written.
+multiply-adds down, keeping the first whose outputs pass the reduced-precision gate (trident.gate) against
+float32's on the parity texts; if none does, nothing is written.
 """
 
 from __future__ import annotations
@@ -16,32 +16,28 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from builder.errors import BuildError
-from builder.quantization import row_cosines
-from trident.onnx_engine import OnnxEngine
+from trident.engines.onnxruntime import OnnxEngine
+from trident.gate import TOLERANCES, GateReport, gate
 from trident.spec import ModelSpec
 
-INT8_MIN_COSINE = 0.99
 MAX_TRIES = 8  # combinations of MatMul groups checked before giving up
 
 
 @dataclass
 class Int8Report:
-    min_cosine: float
-    mean_cosine: float
-    num_texts: int
+    gate: GateReport  # against float32, on the parity texts
     int8_groups: list[str] = field(default_factory=list)  # weight shapes quantized, e.g. "384x1536 (6)"
     int8_fraction: float = 0.0  # of the MatMul multiply-adds per token
 
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**self.gate.to_dict(), "int8_groups": self.int8_groups, "int8_fraction": self.int8_fraction}
 
 
 def matmul_groups(fp32_path: Path) -> dict[tuple[int, ...], list[str]]:
@@ -96,43 +92,17 @@ def build_int8(
     groups = matmul_groups(fp32_path)
     total = sum(shape[0] * shape[1] * len(names) for shape, names in groups.items())
     expected = OnnxEngine(fp32_path, spec, pad_id=spec.pad_token_id).run(ids, types)  # once, not per try
-    best: Int8Report | None = None
+    report: Int8Report | None = None
     for combo in candidates(groups)[:MAX_TRIES]:
         quantize_int8(fp32_path, int8_path, [name for shape in combo for name in groups[shape]], weights, reduce_range)
-        report = _compare(expected, OnnxEngine(int8_path, spec, pad_id=spec.pad_token_id).run(ids, types))
-        report.int8_groups = [f"{shape[0]}x{shape[1]} ({len(groups[shape])})" for shape in combo]
-        report.int8_fraction = sum(shape[0] * shape[1] * len(groups[shape]) for shape in combo) / total
-        progress(f"int8 {', '.join(report.int8_groups)}: min cosine {report.min_cosine:.5f} to float32")
-        if report.min_cosine >= INT8_MIN_COSINE:
+        actual = OnnxEngine(int8_path, spec, pad_id=spec.pad_token_id).run(ids, types)
+        report = Int8Report(gate(expected, actual, "reduced", logits=spec.task_row.logits, label_texts=len(ids)),
+                            [f"{shape[0]}x{shape[1]} ({len(groups[shape])})" for shape in combo],
+                            sum(shape[0] * shape[1] * len(groups[shape]) for shape in combo) / total)
+        progress(f"int8 {', '.join(report.int8_groups)}: {report.gate.describe()} to float32")
+        if report.gate.passed:
             return report
-        if best is None or not best.min_cosine >= report.min_cosine:
-            best = report
-    raise _refusal(best or Int8Report(float("nan"), float("nan"), len(ids)))
-
-
-def int8_accuracy(
-    spec: ModelSpec, fp32_path: Path, int8_path: Path, ids: list[np.ndarray], types: list[np.ndarray] | None
-) -> Int8Report:
-    """Both graphs through OnnxEngine, as served. A text's output is one row (NER: all its tokens' logits);
-    where that row is a single score (a reranker), the scores of all texts form the one row compared."""
-    expected = OnnxEngine(fp32_path, spec, pad_id=spec.pad_token_id).run(ids, types)
-    return _compare(expected, OnnxEngine(int8_path, spec, pad_id=spec.pad_token_id).run(ids, types))
-
-
-def _compare(expected: list[np.ndarray], actual: list[np.ndarray]) -> Int8Report:
-    num_texts = len(expected)
-    if all(row.size == 1 for row in expected):
-        expected, actual = [np.concatenate(expected)], [np.concatenate(actual)]
-    cosines = row_cosines(expected, actual)
-    return Int8Report(float(np.min(cosines)), float(np.mean(cosines)), num_texts)
-
-
-def check_int8_accuracy(report: Int8Report) -> None:
-    if not report.min_cosine >= INT8_MIN_COSINE:  # `not >=`: NaN fails too
-        raise _refusal(report)
-
-
-def _refusal(report: Int8Report) -> BuildError:
-    return BuildError(f"int8 outputs differ from float32: best min cosine {report.min_cosine:.4f} over "
-                      f"{report.num_texts} texts with any int8 MatMul group (needs >= {INT8_MIN_COSINE}); "
-                      "nothing was written. Use quantization_type: no_quant for this model")
+    last = report.gate.describe() if report else "nothing to quantize"  # the least int8 work tried
+    raise BuildError(f"int8 outputs differ from float32: with the fewest int8 MatMuls tried, {last} (needs "
+                     f"{TOLERANCES['reduced'].describe()}); nothing was written. Use quantization_type: no_quant "
+                     "for this model")

@@ -3,27 +3,23 @@
 The torch side runs each text alone, unpadded: the plain Hugging Face result. The ONNX side goes through
 the engine exactly as served (sorted, sub-batched, padded), so padding and pooling bugs show up here too.
 
-`check_parity(..., strict=True)` raises ParityError on a mismatch; with `strict=False` it only returns the
-report, and `assert_parity(report)` raises later.
+Both are held to the float32 tolerance of the gate (trident.gate). `check_parity(..., strict=True)` raises
+ParityError on a mismatch; with `strict=False` it only returns the report, and `assert_parity(report)` raises later.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from builder.export import ATTN_IMPLEMENTATIONS, ServingGraph, load_model, quiet
-from trident.onnx_engine import OnnxEngine
+from trident.engines.onnxruntime import OnnxEngine
+from trident.gate import TOLERANCES, GateReport, gate
 from trident.spec import ModelSpec
 
-MAX_ABS_DIFF = 1e-4
-MIN_COSINE = 0.99999  # per row, embeddings only: a scalar logit has no meaningful cosine
 # The longest parity text, in words (>= tokens): a few seconds of torch on CPU even for a 7B model.
 LONG_TEXT_WORDS = 1024
 
@@ -52,18 +48,6 @@ _PAIRS = [
     ("emoji 😀", "A smiling face 😀 is a common emoji."),
     ("Zürich", "Zürich ist die größte Stadt der Schweiz."),
 ]
-
-
-@dataclass
-class ParityReport:
-    max_abs_diff: float
-    min_cosine: float
-    num_texts: int
-    tolerance: float
-    passed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class ParityError(Exception):
@@ -136,29 +120,27 @@ def _load_reference_model(model_dir: Path, spec: ModelSpec, trust_remote_code: b
     raise ParityError(f"cannot load {model_dir} in torch: {'; '.join(errors)}")
 
 
-def compare(spec: ModelSpec, expected: list[np.ndarray], actual: list[np.ndarray]) -> ParityReport:
-    diffs, cosines = [0.0], [1.0]
-    for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
-        if want.shape != got.shape:
-            raise ParityError(f"input {i}: ONNX output shape {got.shape} != torch {want.shape}")
-        diffs.append(float(np.abs(want - got).max()))
-        if want.size > 1:
-            w, g = want.ravel().astype(np.float64), got.ravel().astype(np.float64)
-            cosines.append(float(w @ g / max(np.linalg.norm(w) * np.linalg.norm(g), 1e-12)))
-    # np.max/np.min (not builtins) so a NaN propagates, and NaN fails every comparison below.
-    max_abs, min_cos = float(np.max(diffs)), float(np.min(cosines))
-    passed = max_abs <= MAX_ABS_DIFF and (not spec.task_row.pools or min_cos >= MIN_COSINE)
-    return ParityReport(max_abs, min_cos, len(expected), MAX_ABS_DIFF, passed)
+def compare(spec: ModelSpec, expected: list[np.ndarray], actual: list[np.ndarray]) -> GateReport:
+    """The engine's outputs against the reference's, judged by the float32 tolerance."""
+    try:
+        return gate(expected, actual, "float32", logits=spec.task_row.logits)
+    except ValueError as exc:  # an output of another shape
+        raise ParityError(str(exc)) from None
 
 
-def assert_parity(report: ParityReport) -> None:
+def assert_parity(report: GateReport) -> None:
     if report.passed:
         return
     raise ParityError(
-        f"ONNX output differs from torch over {report.num_texts} texts: max abs diff "
-        f"{report.max_abs_diff:.3e} (allowed {report.tolerance:.0e}), min cosine {report.min_cosine:.7f} "
-        f"(embeddings need >= {MIN_COSINE})"
+        f"ONNX output differs from torch over {report.num_texts} texts: max abs diff {report.max_abs_diff:.3e}, "
+        f"min cosine {report.min_cosine:.7f} (needs {TOLERANCES['float32'].describe()})"
     )
+
+
+def summary(report: GateReport, tolerance: str = "float32") -> dict[str, float | int | str]:
+    """The manifest's `parity`: the figures and the tolerance they were held to."""
+    return {"max_abs_diff": report.max_abs_diff, "min_cosine": report.min_cosine, "texts": report.num_texts,
+            "tolerance": TOLERANCES[tolerance].describe()}
 
 
 def check_parity(
@@ -169,7 +151,7 @@ def check_parity(
     *,
     strict: bool = True,
     trust_remote_code: bool = False,
-) -> ParityReport:
+) -> GateReport:
     """Compare onnx_path (through OnnxEngine) with the torch model on texts (default: a built-in set)."""
     # The served tokenizer is tokenizer.json alone, so its code is never needed (nor trusted).
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)

@@ -31,11 +31,12 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from builder.tensorrt_plan import plan_model_name
 from trident import tensors as T
+from trident.engines import engine_kind
+from trident.model_names import VERSION, hybrid_model, ids_model, plan_model, step_model, tokens_model
 from trident.priorities import BULK_ENGINE_INSTANCES, BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority, bulk_twin
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
-from trident.tasks import HYBRID_OUTPUTS, TOKENIZER_OUTPUTS, hybrid_model, hybrid_outputs, ids_model, tokens_model
+from trident.tasks import HYBRID_OUTPUTS, TOKENIZER_OUTPUTS, hybrid_outputs
 
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # Raised whenever what this module writes changes (tensors, ensembles, manifest fields), so a build cached by
@@ -54,7 +55,7 @@ GPU_ENGINE_QUEUE_DELAY_US = 500
 
 
 def engine_on_gpu(spec: ModelSpec) -> bool:
-    return spec.engine != "onnxruntime"
+    return engine_kind(spec.engine).gpu
 
 
 def queue_delay_us(spec: ModelSpec, role: str) -> int:
@@ -97,7 +98,7 @@ class Step:
     bulk: bool = False  # the bulk lane's twin of the step (`<name>_<role>_bulk`)
 
     def model(self, spec: ModelSpec) -> str:
-        name = model_name(spec, self.role)
+        name = step_model(spec.name, self.role)
         return bulk_twin(name) if self.bulk else name
 
 
@@ -118,7 +119,7 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     timing = [Tensor(T.TOKENIZE_NS)]  # straight out of the ensemble: x-tokenization-time
     # A multi-vector query's expansion tokens are encoded but not attended to: the engine takes the mask.
     attention = [Tensor(T.ATTENTION_MASK, (-1,), optional=True, ragged=True)] if task.multi_vector else []
-    engine_outputs = [Tensor(name, _engine_dims(name, spec)) for name in task.engine_outputs]
+    engine_outputs = [Tensor(name, engine_dims(name, spec)) for name in task.engine_outputs]
     context = [Tensor(T.TEXT), tokens[0], *spans, tokens[2]] if task.spans else []  # NER cuts words from TEXT
     if task.multi_vector:
         context = [tokens[0], tokens[2]]  # the skiplist masks tokens by id
@@ -137,7 +138,7 @@ def steps_for(spec: ModelSpec) -> dict[str, Step]:
     return steps
 
 
-def _engine_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
+def engine_dims(name: str, spec: ModelSpec) -> tuple[int, ...]:
     """Per item: [width], or [tokens, width] for a per-token output (hidden states: the encoder's width)."""
     task = spec.task_row
     width = spec.num_labels if name == T.LOGITS else (-1 if name == T.TOKEN_EMBEDDINGS and task.pools else spec.dim)
@@ -197,10 +198,6 @@ def _hybrid_ensembles(spec: ModelSpec, steps: dict[str, Step], kinds: tuple[str,
     return [Ensemble(name, [steps["tokenizer"], steps["engine"], chain_post], outputs),
             Ensemble(ids_model(name), [steps["ids"], steps["engine"], chain_post], outputs)]
 
-
-
-def model_name(spec: ModelSpec, role: str) -> str:
-    return f"{spec.name}_{role}" if role != "ids" else f"{spec.name}_ids_input"
 
 
 def _declare(tensors: list[Tensor], into, is_input: bool) -> None:
@@ -278,7 +275,7 @@ def configs_for(spec: ModelSpec) -> dict[str, pb.ModelConfig]:
 
 def twin_sources(spec: ModelSpec) -> dict[str, str]:
     """Each bulk twin step's model name -> the model whose files it runs (its version folder links there)."""
-    return {bulk_twin(model_name(spec, role)): model_name(spec, role) for role in laned_roles(spec)}
+    return {bulk_twin(step_model(spec.name, role)): step_model(spec.name, role) for role in laned_roles(spec)}
 
 
 def render(config: pb.ModelConfig) -> str:
@@ -325,15 +322,15 @@ def host_placements(repository: Path, step_instances: int, gpus: list[int] | Non
     for manifest in repository.glob("*/manifest.json"):
         spec = ModelSpec.load(manifest)
         for role in HOST_SIZED_ROLES:
-            for name in (model_name(spec, role), bulk_twin(model_name(spec, role))):
+            for name in (step_model(spec.name, role), bulk_twin(step_model(spec.name, role))):
                 placements[name] = partial(set_instances, count=step_instances)
         if gpus is None:
             continue
         if not engine_on_gpu(spec):
             raise PlacementError(f"model {spec.name!r} runs its engine on the CPU ({spec.engine}); --gpus places "
                                  "GPU engines (built with --engine torch or --engine tensorrt)")
-        placements[model_name(spec, "engine")] = partial(on_gpus, gpus=gpus, count=spec.engine_instances)
-        placements[plan_model_name(spec)] = partial(on_gpus, gpus=gpus, count=1)  # a TensorRT plan, when built
+        placements[step_model(spec.name, "engine")] = partial(on_gpus, gpus=gpus, count=spec.engine_instances)
+        placements[plan_model(spec.name)] = partial(on_gpus, gpus=gpus, count=1)  # a TensorRT plan, when built
     return placements
 
 
@@ -350,15 +347,6 @@ def on_gpus(config: pb.ModelConfig, gpus: list[int], count: int) -> None:
         config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU, count=count, gpus=[gpu], profile=profiles)
 
 
-def onnx_files(onnx_file: Path) -> dict[str, Path]:
-    """The graph and, for models over protobuf's 2 GB limit, its external weights file beside it."""
-    files = {"model.onnx": onnx_file}
-    weights = onnx_file.with_name(onnx_file.name + ".data")
-    if weights.exists():
-        files["model.onnx.data"] = weights
-    return files
-
-
 def model_files(spec: ModelSpec, tokenizer_file: Path, engine_files: dict[str, Path]) -> dict[str, dict[str, Path]]:
     """What each model's version folder holds, keyed by model name (the ensembles hold nothing)."""
     files: dict[str, dict[str, Path]] = {}
@@ -368,16 +356,15 @@ def model_files(spec: ModelSpec, tokenizer_file: Path, engine_files: dict[str, P
             own["tokenizer.json"] = tokenizer_file
         if role == "engine":
             own.update(engine_files)
-        files[model_name(spec, role)] = own
+        files[step_model(spec.name, role)] = own
     return files
 
 
-def write_repository(spec: ModelSpec, out: Path, onnx_file: Path | None, tokenizer_file: Path,
-                     engine_files: dict[str, Path] | None = None) -> list[Path]:
+def write_repository(spec: ModelSpec, out: Path, tokenizer_file: Path, engine_files: dict[str, Path]) -> list[Path]:
     """Write every model of the spec's ensembles under `out`; returns their folders. Replaces an older
-    build of `spec.name`. The engine model gets `model.onnx`, or `engine_files` (name -> file or folder)
-    when given: the checkpoint folder of `--engine torch`."""
-    files = model_files(spec, tokenizer_file, engine_files if engine_files is not None else onnx_files(onnx_file))
+    build of `spec.name`. The engine model's version folder gets `engine_files` (name -> file or folder, as
+    the engine's build made them: builder/engine_builds.py)."""
+    files = model_files(spec, tokenizer_file, engine_files)
     twins = twin_sources(spec)
     folders = []
     for model, config in configs_for(spec).items():
@@ -386,15 +373,15 @@ def write_repository(spec: ModelSpec, out: Path, onnx_file: Path | None, tokeniz
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         if model in twins:  # the same files: linked, relative, so the repository can move
-            (folder / "1").symlink_to(Path("..") / twins[model] / "1", target_is_directory=True)
+            (folder / VERSION).symlink_to(Path("..") / twins[model] / VERSION, target_is_directory=True)
         else:
-            (folder / "1").mkdir()
+            (folder / VERSION).mkdir()
         (folder / "config.pbtxt").write_text(render(config))
         for target, source in files.get(model, {}).items():
             if source.is_dir():
-                shutil.copytree(source, folder / "1" / target)
+                shutil.copytree(source, folder / VERSION / target)
             else:
-                shutil.copyfile(source, folder / "1" / target)
+                shutil.copyfile(source, folder / VERSION / target)
         folders.append(folder)
     spec.save(out / spec.name / "manifest.json")
     return folders

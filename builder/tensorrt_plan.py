@@ -1,7 +1,7 @@
 """`--engine tensorrt`: the checked ONNX graph -> a TensorRT plan (fp16) and its Triton `tensorrt_plan` model.
 
 The ensemble is unchanged: `<name>_engine` (Python) still sorts and pads the token-budget batches, and
-sends each one to `<name>_trt`, the plan, by BLS (`trident.tensorrt_engine`). The plan has one
+sends each one to `<name>_trt`, the plan, by BLS (`trident.engines.tensorrt`). The plan has one
 optimization profile per length band, so that a band's widest batch (max_num_tokens // shortest length
 of the band rows) fits, and TensorRT tunes for the band's typical shape.
 
@@ -12,14 +12,18 @@ build_serialized_network); the profiles and the config text are tested without i
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonclient.grpc import model_config_pb2 as pb
+
 from builder.errors import BuildError
-from trident import tensors as T
+from builder.repository import engine_dims, render
+from trident.engines.tensorrt import MAX_ROWS
+from trident.model_names import VERSION, plan_model
 from trident.spec import ModelSpec
 
-MAX_ROWS = 4096  # rows of one plan batch; trident.tensorrt_engine splits wider batches
 BAND_FACTOR = 4  # each length band is 4x longer than the last: few profiles, each at most 4x padded
 FIRST_BAND = 16
 WORKSPACE_BYTES = 4 << 30
@@ -58,12 +62,6 @@ def optimization_profiles(max_length: int, max_num_tokens: int, max_rows: int = 
     return profiles
 
 
-def plan_input_names(spec: ModelSpec) -> list[str]:
-    from trident.tensorrt_engine import graph_input_names
-
-    return graph_input_names(spec)
-
-
 def build_plan(onnx_file: Path, spec: ModelSpec, plan_file: Path, profiles: list[Profile],
                workspace_bytes: int = WORKSPACE_BYTES) -> Path:
     """Parse the ONNX graph, add the profiles, build an fp16 plan and write it to plan_file."""
@@ -84,7 +82,7 @@ def build_plan(onnx_file: Path, spec: ModelSpec, plan_file: Path, profiles: list
     config.set_flag(trt.BuilderFlag.FP16)
     for shapes in profiles:
         profile = builder.create_optimization_profile()
-        for name in plan_input_names(spec):
+        for name in spec.engine_input_names():
             profile.set_shape(name, shapes.min, shapes.opt, shapes.max)
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
@@ -94,42 +92,27 @@ def build_plan(onnx_file: Path, spec: ModelSpec, plan_file: Path, profiles: list
     return plan_file
 
 
-def plan_model_name(spec: ModelSpec) -> str:
-    return f"{spec.name}_trt"
-
-
-def plan_config(spec: ModelSpec, profiles: list[Profile]) -> str:
-    """config.pbtxt of the plan model. max_batch_size 0: the engine step sends whole padded batches, so
-    dims are the full [rows, tokens] shapes. The instance may use every profile; Triton's TensorRT backend
-    picks one whose ranges hold the request's shapes."""
-    inputs = ",\n".join(f'  {{ name: "{name}" data_type: TYPE_INT64 dims: [ -1, -1 ] }}'
-                        for name in plan_input_names(spec))
-    output = ",\n".join(f'  {{ name: "{spec.engine_output_name(name)}" data_type: TYPE_FP32 dims: [ '
-                        f'{", ".join(map(str, _output_dims(spec, name)))} ] }}'
-                        for name in spec.task_row.engine_outputs)
-    profile_list = ", ".join(f'"{i}"' for i in range(len(profiles)))
-    return (
-        f'name: "{plan_model_name(spec)}"\nplatform: "tensorrt_plan"\nmax_batch_size: 0\n'
-        f"input [\n{inputs}\n]\noutput [\n{output}\n]\n"
-        f"instance_group [ {{ kind: KIND_GPU count: 1 profile: [ {profile_list} ] }} ]\n"
-    )
-
-
-def _output_dims(spec: ModelSpec, name: str) -> tuple[int, ...]:
-    """[rows, width], or [rows, tokens, width] for a per-token output (hidden states: the encoder's width)."""
-    task = spec.task_row
-    width = spec.num_labels if name == T.LOGITS else (-1 if name == T.TOKEN_EMBEDDINGS and task.pools else spec.dim)
-    return (-1, -1, width) if task.per_token_output(name) else (-1, width)
+def plan_config(spec: ModelSpec, profiles: list[Profile]) -> pb.ModelConfig:
+    """The plan model's config. max_batch_size 0: the engine step sends whole padded batches, so dims are the
+    full [rows, tokens] shapes. The instance may use every profile; Triton's TensorRT backend picks one whose
+    ranges hold the request's shapes."""
+    config = pb.ModelConfig(name=plan_model(spec.name), platform="tensorrt_plan", max_batch_size=0)
+    for name in spec.engine_input_names():
+        config.input.add(name=name, data_type=pb.TYPE_INT64, dims=[-1, -1])
+    for output in spec.task_row.engine_outputs:  # [rows, width], or [rows, tokens, width] per token
+        config.output.add(name=spec.engine_output_name(output), data_type=pb.TYPE_FP32,
+                          dims=[-1, *engine_dims(output, spec)])
+    config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU, count=1,
+                              profile=[str(i) for i in range(len(profiles))])
+    return config
 
 
 def write_plan_model(spec: ModelSpec, out: Path, plan_file: Path, profiles: list[Profile]) -> Path:
     """`<out>/<name>_trt/{config.pbtxt, 1/model.plan}`; replaces an older one."""
-    import shutil
-
-    folder = out / plan_model_name(spec)
+    folder = out / plan_model(spec.name)
     if folder.exists():
         shutil.rmtree(folder)
-    (folder / "1").mkdir(parents=True)
-    (folder / "config.pbtxt").write_text(plan_config(spec, profiles))
-    shutil.copyfile(plan_file, folder / "1" / "model.plan")
+    (folder / VERSION).mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(render(plan_config(spec, profiles)))
+    shutil.copyfile(plan_file, folder / VERSION / "model.plan")
     return folder

@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import BuildError
+from trident.gate import TOLERANCES, gate
 from trident.heads import dense_modules
 from trident.spec import ModelSpec
 
-# A half-precision engine is checked against float32 transformers with these instead of parity's 1e-4.
-MIN_COSINE_HALF = 0.999
-MAX_ABS_DIFF_HALF = 0.05
 _CHECKPOINT_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
                      "pytorch_model.bin.index.json")
 
@@ -40,12 +38,13 @@ def stage_checkpoint(model_dir: Path, dest: Path, spec: ModelSpec) -> Path:
 
 def check_torch_engine(model_dir: Path, spec: ModelSpec, progress: Progress, trust_remote_code: bool = False
                        ) -> dict[str, Any]:
-    """TorchEngine (unquantized, as it runs here) against transformers in float32; then the FP8 gate."""
+    """TorchEngine (unquantized, as it runs here) against transformers in float32, held to the float32 gate, or
+    to the half-precision one where it runs in fp16 / bf16 (trident.gate); then the FP8 gate."""
     from transformers import AutoTokenizer
 
-    from builder.parity import compare, default_texts, tokenize, torch_reference
+    from builder.parity import default_texts, summary, tokenize, torch_reference
     from builder.quantization import FP8_KINDS, check_fp8_accuracy, fp8_accuracy
-    from trident.torch_engine.engine import TorchEngine
+    from trident.engines.torch.engine import TorchEngine
 
     if trust_remote_code:
         raise BuildError("--engine torch does not run code shipped with a checkpoint; use --engine onnxruntime")
@@ -56,17 +55,13 @@ def check_torch_engine(model_dir: Path, spec: ModelSpec, progress: Progress, tru
     progress(f"checking the torch engine ({dtype} on {engine.device}, {engine.attn} attention) against transformers")
     actual = engine.run(ids, types)
     del engine
-    report = compare(spec, torch_reference(model_dir, spec, ids, types), actual)
-    half = dtype != "float32"
-    vectors = spec.task_row.pools
-    passed = report.passed if not half else (
-        report.min_cosine >= MIN_COSINE_HALF if vectors else report.max_abs_diff <= MAX_ABS_DIFF_HALF)
-    if not passed:
+    tolerance = "float32" if dtype == "float32" else "half"
+    report = gate(torch_reference(model_dir, spec, ids, types), actual, tolerance, logits=spec.task_row.logits)
+    if not report.passed:
         raise BuildError(f"the torch engine ({dtype}) does not match transformers, nothing was written: max abs diff "
-                         f"{report.max_abs_diff:.3e}, min cosine {report.min_cosine:.6f} over {report.num_texts} texts")
-    parity: dict[str, Any] = {"max_abs_diff": report.max_abs_diff, "min_cosine": report.min_cosine,
-                              "texts": report.num_texts, "tolerance": MAX_ABS_DIFF_HALF if half else report.tolerance,
-                              "dtype": dtype}
+                         f"{report.max_abs_diff:.3e}, min cosine {report.min_cosine:.6f} over {report.num_texts} texts "
+                         f"(needs {TOLERANCES[tolerance].describe()})")
+    parity: dict[str, Any] = {**summary(report, tolerance), "dtype": dtype}
     if spec.quantization in FP8_KINDS:
         progress("measuring FP8 against the unquantized engine")
         fp8 = fp8_accuracy(model_dir, spec, ids)

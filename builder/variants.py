@@ -1,12 +1,16 @@
 """Choosing the CPU engine's variant at build time: the fastest that this CPU allows and that passes the gate.
 
-`--precision auto` (the default) measures every variant the CPU allows (trident.precision.VARIANTS) on one
-fixed batch, gates each against ONNX Runtime float32 on the parity texts plus GATE_TEXT_COUNT generated ones,
-and keeps the fastest that passes, if it beats ONNX Runtime float32 by FASTER_BY (else the proven default
-stays). Engines under AUTO_MIN_ENGINE_BYTES (test-sized models) skip all this: their run time is fixed
-overhead, the measurement noise, and they stay ONNX Runtime float32. `fp32`, `bf16` and `int8` choose among
-the variants of that precision, a variant's name forces it; a forced choice the CPU lacks, or one that fails
-the gate, is refused and nothing is written.
+`--precision auto` (the default) times every variant the CPU allows (trident.precision.VARIANTS) on one fixed
+batch, then gates them against ONNX Runtime float32 on the parity texts plus GATE_TEXT_COUNT generated ones,
+fastest first, until one passes: that one is the fastest that passes, and the slower ones need no gate run.
+A variant other than ONNX Runtime float32 must beat it by FASTER_BY (else the proven default stays). Engines
+under AUTO_MIN_ENGINE_BYTES (test-sized models) skip all this: their run time is fixed overhead, the measurement
+noise, and they stay ONNX Runtime float32. `fp32`, `bf16` and `int8` choose among the variants of that
+precision, a variant's name forces it; a forced choice the CPU lacks, or one that fails the gate, is refused
+and nothing is written.
+
+`trident serve` may defer the quantized variants (`Variant.quantized`: their own int8 files take tens of
+seconds to make) so that a first start serves at once; it then measures them in the background (cli/refine.py).
 """
 
 from __future__ import annotations
@@ -21,22 +25,24 @@ import numpy as np
 
 from builder.errors import BuildError
 from trident import cpu
-from trident.onnx_engine import OnnxEngine, threads_per_instance
+from trident.engines import DEFAULT_ENGINE, engine_kind
+from trident.engines.contract import Engine
+from trident.engines.onnxruntime import OnnxEngine, threads_per_instance
+from trident.gate import TOLERANCES, GateReport
 from trident.precision import (
     GATE_FILE,
     PRECISIONS,
     REFERENCE,
     VARIANT_NAMES,
     VARIANTS,
-    GateReport,
     Variant,
     default_precision,
-    gate,
     int8_format,
     missing,
     open_engine,
     save_gate,
     variant,
+    variant_gate,
 )
 from trident.spec import ModelSpec
 
@@ -56,8 +62,13 @@ class Candidate:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the int8 MatMul groups
 
     def row(self) -> dict[str, Any]:
+        """As the manifest keeps it; `passed` None: not gated (a faster variant passed, or it could not win)."""
         return {"variant": self.variant, "ms": self.ms, "error": self.error, **self.extra,
-                **(self.report.to_dict() if self.report else {"passed": False})}
+                **(self.report.to_dict() if self.report else {"passed": None})}
+
+    @property
+    def passed(self) -> bool:
+        return self.report is not None and self.report.passed
 
 
 def check_precision(precision: str) -> None:
@@ -65,7 +76,7 @@ def check_precision(precision: str) -> None:
         raise BuildError(f"unknown --precision {precision!r}: one of {', '.join(PRECISIONS + VARIANT_NAMES)}")
 
 
-def resolve_precision(precision: str | None, quantization: str = "no_quant", engine: str = "onnxruntime",
+def resolve_precision(precision: str | None, quantization: str = "no_quant", engine: str = DEFAULT_ENGINE,
                       flags: frozenset[str] | None = None) -> str:
     """The precision a build asked for, checked before any work: `--quantization int8` is onnxruntime-int8,
     other engines have no CPU variants, and a forced precision must be one this CPU has."""
@@ -76,10 +87,10 @@ def resolve_precision(precision: str | None, quantization: str = "no_quant", eng
         precision = "onnxruntime-int8"
     precision = precision or default_precision()
     check_precision(precision)
-    if engine != "onnxruntime":
+    if not engine_kind(engine).cpu_variants:
         if precision not in ("auto", "fp32", REFERENCE):
             raise BuildError(f"--precision {precision} chooses among the CPU engine's variants (--engine "
-                             f"onnxruntime); the {engine} engine has its own precision")
+                             f"{DEFAULT_ENGINE}); the {engine} engine has its own precision")
         return precision
     candidates_for(precision, cpu.cpu_flags() if flags is None else flags, AUTO_MIN_ENGINE_BYTES)
     return precision
@@ -102,8 +113,9 @@ def candidates_for(precision: str, flags: frozenset[str], engine_bytes: int) -> 
 
 
 def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision: str, progress: Progress,
-                   flags: frozenset[str] | None = None) -> dict[str, Path]:
-    """Set spec.variant and spec.variant_choice; return the engine files the variant adds beside model.onnx."""
+                   flags: frozenset[str] | None = None, defer_quantized: bool = False) -> dict[str, Path]:
+    """Set spec.variant and spec.variant_choice; return the engine files the variant adds beside model.onnx.
+    `defer_quantized` (auto only): leave the quantized variants out, named in `variant_choice["deferred"]`."""
     flags = cpu.cpu_flags() if flags is None else flags
     rows = candidates_for(precision, flags, _graph_bytes(onnx_file))
     if spec.task_row.hybrid:  # the gate compares the dense output alone: the sparse and ColBERT ones stay float32
@@ -111,33 +123,41 @@ def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision:
             raise BuildError(f"--precision {precision}: a hybrid (BGE-M3) model is served as {REFERENCE} (the "
                              "precision gate checks only its dense output); use --precision fp32")
         rows = [row for row in rows if row.name == REFERENCE]
+    deferred = [row for row in rows if defer_quantized and precision == "auto" and row.quantized]
+    rows = [row for row in rows if row not in deferred]
     spec.variant = REFERENCE
     spec.variant_choice = {"precision": precision, "cpu_kind": cpu.cpu_kind(flags),
-                           "cpu_flags": cpu.relevant_flags(flags), "cpu_name": cpu.cpu_name(), "candidates": []}
+                           "cpu_flags": cpu.relevant_flags(flags), "cpu_name": cpu.cpu_name(), "candidates": [],
+                           "deferred": [row.name for row in deferred]}
     if [row.name for row in rows] == [REFERENCE]:
         return {}
     folder = onnx_file.parent
     threads = threads_per_instance(spec.engine_instances)
     ids, types, label_texts = _gate_inputs(model_dir, spec)
-    progress(f"CPU {cpu.cpu_kind(flags)} ({' '.join(cpu.relevant_flags(flags))}): measuring "
-             f"{', '.join(row.name for row in rows)} on {SPEED_BATCH[0]} x {SPEED_BATCH[1]} tokens, gating each on "
-             f"{len(ids)} texts")
+    progress(f"CPU {cpu.cpu_kind(flags)} ({' '.join(cpu.relevant_flags(flags))}): timing "
+             f"{', '.join(row.name for row in rows)} on {SPEED_BATCH[0]} x {SPEED_BATCH[1]} tokens, then gating the "
+             f"fastest first on {len(ids)} texts" + (f" ({', '.join(c.name for c in deferred)} later)" if deferred
+                                                     else ""))
     reference = OnnxEngine(onnx_file, spec, threads, spec.pad_token_id)
     expected = reference.run(ids, types)
     save_gate(folder / GATE_FILE, ids, types, expected, label_texts)
     forced = precision != "auto"
-    measured = [_measure(row, model_dir, spec, folder, threads, ids, types, expected, label_texts, flags, forced,
-                         progress) for row in rows]
-    if REFERENCE not in [row.name for row in rows]:
-        reference_ms = float("inf")  # a forced precision: float32 is not a choice
-    else:
-        reference_ms = next(c.ms for c in measured if c.variant == REFERENCE)
-    chosen = _fastest_passing(measured, reference_ms)
+    measured = [_time(row, model_dir, spec, folder, threads, ids, types, flags, forced, reference, progress)
+                for row in rows]
+
+    def check(candidate: Candidate) -> GateReport:
+        """Opened again (one engine in memory at a time); the reference's own outputs are the float32 ones."""
+        row = variant(candidate.variant)
+        actual = expected if row.name == REFERENCE else open_engine(row.name, folder, spec, threads).run(ids, types)
+        return variant_gate(spec, row, expected, actual, label_texts)
+
+    reference_ms = next((c.ms for c in measured if c.variant == REFERENCE), float("inf"))  # forced: not a choice
+    chosen = fastest_passing(measured, reference_ms, check)
     spec.variant_choice["candidates"] = [c.row() for c in measured]
     progress(table(measured, chosen))
     if chosen is None:
-        raise BuildError(f"--precision {precision}: no variant passed the gate (min cosine >= 0.99 / score diff <= "
-                         "0.01 to float32); nothing was written. Use --precision fp32")
+        raise BuildError(f"--precision {precision}: no variant passed the gate ({TOLERANCES['reduced'].describe()} to "
+                         "float32); nothing was written. Use --precision fp32")
     spec.variant = chosen.variant
     spec.variant_choice.update({"chosen": chosen.variant, "ms": chosen.ms,
                                 "gate": chosen.report.to_dict() if chosen.report else {}})
@@ -146,30 +166,44 @@ def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision:
     return _variant_files(folder, chosen.variant)
 
 
-def _fastest_passing(measured: list[Candidate], reference_ms: float) -> Candidate | None:
-    passing = [c for c in measured if c.report is not None and c.report.passed
-               and (c.variant == REFERENCE or c.ms * FASTER_BY <= reference_ms)]
-    return min(passing, key=lambda c: c.ms, default=None)
+def fastest_passing(measured: list[Candidate], reference_ms: float,
+                    check: Callable[[Candidate], GateReport]) -> Candidate | None:
+    """Gate the timed candidates fastest first (`check` sets each one's report) and return the first that passes:
+    the fastest that passes. One that does not beat `reference_ms` by FASTER_BY (the reference itself aside)
+    cannot win and is not gated; neither is any slower than the winner."""
+    timed = sorted((c for c in measured if not c.error), key=lambda c: c.ms)
+    for candidate in timed:
+        if candidate.variant != REFERENCE and candidate.ms * FASTER_BY > reference_ms:
+            continue
+        candidate.report = check(candidate)
+        if candidate.passed:
+            return candidate
+    return None
 
 
 def table(measured: list[Candidate], chosen: Candidate | None) -> str:
     lines = [f"{'variant':<18} {'ms':>8}  gate vs onnxruntime-fp32"]
     for c in measured:
-        verdict = c.error or (("pass: " if c.report.passed else "FAIL: ") + c.report.describe() if c.report else "")
+        if c.error:
+            verdict = c.error
+        elif c.report is None:
+            verdict = "not gated: a faster variant passed" if chosen else "not gated: no faster than float32"
+        else:
+            verdict = ("pass: " if c.report.passed else "FAIL: ") + c.report.describe()
         mark = "  <- chosen" if chosen is not None and c.variant == chosen.variant else ""
         lines.append(f"{c.variant:<18} {c.ms:>8.1f}  {verdict}{mark}")
     return "\n".join(lines)
 
 
-def _measure(row: Variant, model_dir: Path, spec: ModelSpec, folder: Path, threads: int, ids: list[np.ndarray],
-             types: list[np.ndarray] | None, expected: list[np.ndarray], label_texts: int, flags: frozenset[str],
-             forced: bool, progress: Progress) -> Candidate:
+def _time(row: Variant, model_dir: Path, spec: ModelSpec, folder: Path, threads: int, ids: list[np.ndarray],
+          types: list[np.ndarray] | None, flags: frozenset[str], forced: bool, reference: Engine,
+          progress: Progress) -> Candidate:
+    """Prepare the variant's files, open it (the reference is open already) and time it."""
     candidate = Candidate(row.name)
     try:
         candidate.extra = _prepare(row, model_dir, spec, folder, ids, types, flags, progress)
-        engine = open_engine(row.name, folder, spec, threads)
+        engine = reference if row.name == REFERENCE else open_engine(row.name, folder, spec, threads)
         candidate.ms = speed_ms(engine, spec)
-        candidate.report = gate(spec, expected, engine.run(ids, types), row.strict, label_texts)
     except BuildError as exc:
         if forced:
             raise

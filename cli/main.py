@@ -19,6 +19,7 @@ from cli.gpus import gpu_list
 from cli.models import DEFAULT_MODEL_NAME, default_model_dir
 from cli.ports import DEFAULT_TRITON_PORTS, PortInUseError, triton_ports
 from cli.procfs import host_cores
+from cli.refine import start_refinements
 from cli.serve import ModelArg, default_models, prepare_model
 from cli.supervisor import DrainingServer, Supervisor, gateway_config, make_server
 from cli.triton_server import TritonStartError
@@ -27,6 +28,8 @@ from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.settings import GatewaySettings
 from trident import __version__
+from trident.engines import DEFAULT_ENGINE, ENGINE_NAMES, ENGINES
+from trident.gate import TOLERANCES
 from trident.precision import PRECISIONS, VARIANT_NAMES
 from trident.spec import POOLINGS, QUANTIZATIONS
 from trident.tasks import TASK_NAMES
@@ -43,19 +46,19 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow checkpoints that ship their own model code (never the default)")
     parser.add_argument("--engine-instances", type=int, metavar="N",
-                        help="Triton instances of the engine model (default: 2 for onnxruntime, each with "
-                             "cores/2 threads; 1 on a GPU)")
+                        help="Triton instances of the engine model (default: "
+                             + ", ".join(f"{kind.instances} for {kind.name}" for kind in ENGINES.values())
+                             + "; on CPU each instance gets cores/N threads)")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="no_quant",
                         help="int8: --precision onnxruntime-int8 (ONNX Runtime dynamic int8 on CPU); "
                              "fp8: causal models on the torch engine, FP8 GPUs (a --config file's own wins)")
     parser.add_argument("--precision", choices=[*PRECISIONS, *VARIANT_NAMES], metavar="PRECISION",
                         help="the CPU engine's variant: auto (default, or $TRIDENT_PRECISION): the fastest this CPU "
-                             "runs that passes the gate (cosine >= 0.99 / score diff <= 0.01 to float32); fp32, "
+                             f"runs that passes the gate ({TOLERANCES['reduced'].describe()} to float32); fp32, "
                              "bf16, int8: the fastest of that precision; or a variant: "
                              f"{', '.join(VARIANT_NAMES)}. One the CPU lacks is refused")
-    parser.add_argument("--engine", choices=["onnxruntime", "torch", "tensorrt"], default="onnxruntime",
-                        help="onnxruntime (CPU, default), torch (PyTorch on CUDA: fp16/bf16, fp8 on Hopper) or "
-                             "tensorrt (a TensorRT plan; needs TensorRT and a GPU to build)")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE,
+                        help="; ".join(f"{kind.name}: {kind.about}" for kind in ENGINES.values()))
 
 
 def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
@@ -210,7 +213,7 @@ def run_build_config(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in _build_options(args).items()
              if k not in ("max_num_tokens", "quantization")}  # the file's win
     with fetched_checkpoint(config) as model:
-        result = build(config.options(model, args.out, args.name, **extra),
+        result = build(config.build_options(model, args.out, args.name, **extra),
                        progress=lambda msg: print(f"... {msg}", flush=True))
     print(summary(result))
     return 0
@@ -240,6 +243,7 @@ def run_serve(args: argparse.Namespace) -> int:
     reserved = reserve_port(args.host, args.port) if workers > 1 else []  # a port in use fails now
     port = reserved[0].getsockname()[1] if reserved else args.port
     supervisor = None
+    refinements = []
     triton_urls = list(args.triton_url)
     triton_server_id = None  # set when we start Triton: the gateway then talks to that one only
     repositories = list(args.repository)
@@ -251,7 +255,8 @@ def run_serve(args: argparse.Namespace) -> int:
                                   "metrics": args.triton_metrics_port})
             models = [ModelArg.parse(m) for m in args.model] or ([] if args.repository else default_models())
             progress = logging.getLogger("trident.serve").info  # JSON lines too, with --log-format json
-            repositories += [prepare_model(m, _build_options(args), progress) for m in models]
+            built = [prepare_model(m, _build_options(args), progress, defer_quantized=True) for m in models]
+            repositories += built
             server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"], step_instances,
                                  args.gpus)
             supervisor = Supervisor(server)
@@ -259,6 +264,7 @@ def run_serve(args: argparse.Namespace) -> int:
                      f"metrics {server.metrics_port})")
             chosen = frozenset(name for name in ports if getattr(args, f"triton_{name}_port") is None)
             supervisor.start(rebind=chosen)
+            refinements = start_refinements(built, _build_options(args))  # the variants left for later
             triton_urls, triton_server_id = [server.url], server.server_id
             metrics_url = metrics_url or server.metrics_url
         settings = GatewaySettings(
@@ -279,6 +285,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        for refinement in refinements:
+            refinement.stop()
         if supervisor is not None:
             supervisor.stop()
         for sock in reserved:

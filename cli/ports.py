@@ -21,7 +21,8 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def free_port(host: str, taken: set[int]) -> int:
+def free_port(host: str = "127.0.0.1", taken: frozenset[int] | set[int] = frozenset()) -> int:
+    """A port the kernel says is free on `host` now, other than those in `taken`."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))

@@ -13,7 +13,9 @@ from builder.checkpoint import content_hash, resolve_checkpoint
 from builder.repository import REPOSITORY_FORMAT
 from builder.variants import resolve_precision
 from cli.models import DEFAULT_MODEL_NAME, build_key, cache_root, default_model_dir
+from cli.refine import refined
 from trident import __version__, cpu
+from trident.engines import DEFAULT_ENGINE
 
 
 @dataclass
@@ -28,17 +30,22 @@ class ModelArg:
         return cls(source, name) if sep and not Path(text).exists() else cls(text)
 
 
-def prepare_model(model: ModelArg, build_options: dict[str, object], progress=print) -> Path:
-    """Return a repository folder holding this model, building it only if no matching build exists."""
+def prepare_model(model: ModelArg, build_options: dict[str, object], progress=print,
+                  defer_quantized: bool = False) -> Path:
+    """Return a repository folder holding this model, building it only if no matching build exists (its
+    refinement first: cli/refine.py). `defer_quantized`: a new build leaves the quantized CPU variants for a
+    refinement, so that a first start serves sooner."""
     model_dir = resolve_checkpoint(model.source)
     name = model.name or default_name(model_dir, model.source)
     key = build_key(content_hash(model_dir), f"{__version__}/{REPOSITORY_FORMAT}",
                     {"name": name, **build_options, **variant_key(build_options)})
     repository = cache_root() / "builds" / key
-    if (repository / name / "manifest.json").is_file():
-        progress(f"reusing the build of {name} in {repository}")
-        return repository
-    result = build(BuildOptions(model=str(model_dir), out=repository, name=name, **build_options), progress)
+    for folder in (refined(repository), repository):
+        if (folder / name / "manifest.json").is_file():
+            progress(f"reusing the build of {name} in {folder}")
+            return folder
+    result = build(BuildOptions(model=str(model_dir), out=repository, name=name, **build_options,
+                                defer_quantized=defer_quantized), progress)
     progress(summary(result))
     return repository
 
@@ -47,7 +54,7 @@ def variant_key(build_options: dict[str, object]) -> dict[str, object]:
     """What the CPU engine's variant depends on: the precision asked for and, unless that is plain ONNX Runtime
     float32, the CPU's relevant flags: a build chosen on another kind of CPU is not reused here."""
     precision = resolve_precision(build_options.get("precision"), str(build_options.get("quantization", "no_quant")),
-                                  str(build_options.get("engine", "onnxruntime")))
+                                  str(build_options.get("engine", DEFAULT_ENGINE)))
     cpu_flags = "" if precision == "onnxruntime-fp32" else " ".join(cpu.relevant_flags())
     return {"precision": precision, "cpu": cpu_flags}
 

@@ -20,9 +20,10 @@ from gateway import metrics
 from gateway.cache import ResponseCache, Row, own_row
 from gateway.observe import note_dispatch, note_usage
 from trident import tensors as T
+from trident.model_names import hybrid_model, ids_model, tokens_model
 from trident.priorities import BULK_IN_FLIGHT, BULK_MAX_BATCH, Priority, bulk_twin
 from trident.spec import ModelSpec
-from trident.tasks import TOKENIZER_OUTPUTS, hybrid_model, hybrid_outputs, ids_model, tokens_model
+from trident.tasks import TOKENIZER_OUTPUTS, hybrid_outputs
 
 Tensors = dict[str, np.ndarray]
 
@@ -35,7 +36,7 @@ def column(value: bool | int, n: int, dtype: type) -> np.ndarray:
     return np.full((n, 1), value, dtype=dtype)
 
 
-def options(n: int, values: dict[str, tuple[object, type]], defaults: dict[str, object] = T.DEFAULTS) -> Tensors:
+def option_tensors(n: int, values: dict[str, tuple[object, type]], defaults: dict[str, object] = T.DEFAULTS) -> Tensors:
     """The option columns whose value differs from what the steps assume when it is not sent: each tensor
     left out is one less through gRPC, Triton and every step's inputs."""
     return {name: column(value, n, dtype) for name, (value, dtype) in values.items() if value != defaults[name]}
@@ -79,13 +80,14 @@ class Job:
         return self.texts[index]
 
     def truncation(self, n: int) -> Tensors:
-        return options(n, {T.TRUNCATE: (self.truncate, np.bool_), T.TRUNCATE_LEFT: (self.truncate_left, np.bool_),
-                           T.MAX_TOKENS: (self.max_tokens or 0, np.int32)})
+        return option_tensors(n, {T.TRUNCATE: (self.truncate, np.bool_),
+                                  T.TRUNCATE_LEFT: (self.truncate_left, np.bool_),
+                                  T.MAX_TOKENS: (self.max_tokens or 0, np.int32)})
 
 
 @dataclass(kw_only=True)
 class EmbeddingJob(Job):
-    """Texts or token ids to embed, and the postprocess options of the model's kind of embedding (`options`).
+    """Texts or token ids to embed, and the postprocess options of its kind of embedding (`postprocess_options`).
     Token ids go to the model's `<name>_ids` ensemble, which truncates them (or refuses them as too long) as
     the tokenizer does text."""
 
@@ -113,10 +115,10 @@ class EmbeddingJob(Job):
 
     def tensors(self, start: int, end: int) -> Tensors:
         n = end - start
-        adapter = options(n, {T.ADAPTER: (self.adapter, np.int32)})
-        return {**self.inputs(start, end), **self.truncation(n), **self.options(n), **adapter}
+        adapter = option_tensors(n, {T.ADAPTER: (self.adapter, np.int32)})
+        return {**self.inputs(start, end), **self.truncation(n), **self.postprocess_options(n), **adapter}
 
-    def options(self, n: int) -> Tensors:
+    def postprocess_options(self, n: int) -> Tensors:
         raise NotImplementedError
 
 
@@ -136,12 +138,12 @@ class EmbedJob(EmbeddingJob):
     def whole(self) -> bool:
         return self.late_chunking
 
-    def options(self, n: int) -> Tensors:
-        layout = options(n, {T.LATE_CHUNKING: (self.late_chunking, np.bool_),
+    def postprocess_options(self, n: int) -> Tensors:
+        layout = option_tensors(n, {T.LATE_CHUNKING: (self.late_chunking, np.bool_),
                              T.CHUNK_LONG: (self.chunk_long, np.bool_)})
         if layout and self.prompt:
             layout[T.PROMPT] = text_column([self.prompt] * n)
-        return {**layout, **options(n, {T.NORMALIZE: (self.normalize, np.bool_),
+        return {**layout, **option_tensors(n, {T.NORMALIZE: (self.normalize, np.bool_),
                                         T.DIMENSIONS: (self.dimensions or 0, np.int32)},
                                     {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes})}
 
@@ -149,7 +151,7 @@ class EmbedJob(EmbeddingJob):
 @dataclass(kw_only=True)
 class HybridJob(EmbeddingJob):
     """A hybrid (BGE-M3) model's outputs of `kinds` (dense, sparse, colbert), all from one engine pass per input:
-    the ensemble that answers exactly those (trident.tasks.hybrid_model)."""
+    the ensemble that answers exactly those (trident.model_names.hybrid_model)."""
 
     kinds: tuple[str, ...]
     normalize: bool = True
@@ -164,10 +166,11 @@ class HybridJob(EmbeddingJob):
     def outputs(self, spec: ModelSpec) -> tuple[str, ...]:
         return (*hybrid_outputs(self.kinds), *TOKENIZER_OUTPUTS)
 
-    def options(self, n: int) -> Tensors:
-        dense = options(n, {T.NORMALIZE: (self.normalize, np.bool_), T.DIMENSIONS: (self.dimensions or 0, np.int32)},
-                        {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes}) if "dense" in self.kinds else {}
-        return {**dense, **options(n, {T.TOP_K: (self.top_k or 0, np.int32)})}
+    def postprocess_options(self, n: int) -> Tensors:
+        dense = option_tensors(n, {T.NORMALIZE: (self.normalize, np.bool_),
+                                   T.DIMENSIONS: (self.dimensions or 0, np.int32)},
+                               {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes}) if "dense" in self.kinds else {}
+        return {**dense, **option_tensors(n, {T.TOP_K: (self.top_k or 0, np.int32)})}
 
 
 @dataclass(kw_only=True)
@@ -176,8 +179,8 @@ class SparseJob(EmbeddingJob):
 
     top_k: int | None = None
 
-    def options(self, n: int) -> Tensors:
-        return options(n, {T.TOP_K: (self.top_k or 0, np.int32)})
+    def postprocess_options(self, n: int) -> Tensors:
+        return option_tensors(n, {T.TOP_K: (self.top_k or 0, np.int32)})
 
 
 @dataclass(kw_only=True)
@@ -244,7 +247,7 @@ class ScoreJob(Job):
     def tensors(self, start: int, end: int) -> Tensors:
         n = end - start
         tensors = {T.TEXT: text_column(self.texts[start:end]), **self.truncation(n),
-                   **options(n, {T.RAW_SCORES: (self.raw_scores, np.bool_)})}
+                   **option_tensors(n, {T.RAW_SCORES: (self.raw_scores, np.bool_)})}
         if self.pairs[start] is not None:
             tensors[T.TEXT_PAIR] = text_column(self.pairs[start:end])
         return tensors

@@ -38,7 +38,7 @@ class Lenient(BaseModel):
     # What a union-typed field may be, said when pydantic refuses it (see validation.describe_validation).
     shapes: ClassVar[dict[str, str]] = {}
 
-    def truncation(self, settings: GatewaySettings) -> dict[str, bool]:
+    def truncation_fields(self, settings: GatewaySettings) -> dict[str, bool]:
         """`truncate` (unset: `--auto-truncate`) and `truncate_left`, as Job fields."""
         truncate = self.truncate
         return {"truncate": settings.auto_truncate if truncate is None else truncate,
@@ -60,7 +60,7 @@ def embedding_inputs(body: OpenAIEmbeddingRequest | EmbedRequest | EmbedSparseRe
     if texts is not None:
         check.check_texts(texts, param)
     check.check_batch(len(texts if texts is not None else token_ids), settings, param)
-    fields = {"param": param, **body.truncation(settings)}
+    fields = {"param": param, **body.truncation_fields(settings)}
     if texts is not None:
         texts_sent = sum(map(len, texts))  # before the prompt: x-compute-characters
         prompt_name = check.task_prompt_name(spec, getattr(body, "task", None), body.prompt_name)
@@ -180,7 +180,7 @@ class EmbedAllRequest(InferenceBody):
         texts = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         check.check_texts(texts, "inputs")
         check.check_batch(len(texts), settings, "inputs")
-        fields = {"characters": sum(map(len, texts)), "param": "inputs", **self.truncation(settings)}
+        fields = {"characters": sum(map(len, texts)), "param": "inputs", **self.truncation_fields(settings)}
         if spec.task_row.hybrid:
             return HybridJob(texts=check.apply_prompt(texts, spec, self.prompt_name), kinds=("colbert",), **fields)
         if spec.task_row.multi_vector:
@@ -210,7 +210,7 @@ class EmbedHybridRequest(InferenceBody):
         check.check_texts(texts, "inputs")
         check.check_batch(len(texts), settings, "inputs")
         fields = {"texts": check.apply_prompt(texts, spec, None), "characters": sum(map(len, texts)),
-                  "param": "inputs", **self.truncation(settings)}
+                  "param": "inputs", **self.truncation_fields(settings)}
         if spec.task_row.hybrid:
             return HybridJob(kinds=kinds, **fields)
         if kinds == ("sparse",):
@@ -241,7 +241,7 @@ class SimilarityRequest(InferenceBody):
         check.check_batch(len(sentences), settings, "sentences")
         texts = [source, *sentences]
         return EmbedJob(texts=check.apply_prompt(texts, spec, self.prompt_name), characters=sum(map(len, texts)),
-                        param="sentences", **self.truncation(settings), normalize=True, dimensions=None,
+                        param="sentences", **self.truncation_fields(settings), normalize=True, dimensions=None,
                         model_normalizes=spec.normalize)
 
 
@@ -314,7 +314,7 @@ def rerank_job(body: RerankRequest | CohereRerankRequest | CohereV2RerankRequest
     check.check_batch(len(documents), settings, param)
     texts, pairs = check.rerank_inputs(spec, body.query, documents, body.instruction)
     return ScoreJob(texts=texts, pairs=pairs, param=param,
-                    **body.truncation(settings), max_tokens=max_tokens, raw_scores=raw_scores,
+                    **body.truncation_fields(settings), max_tokens=max_tokens, raw_scores=raw_scores,
                     characters=len(body.query) * len(documents) + sum(map(len, documents)))
 
 
@@ -325,7 +325,7 @@ def maxsim_jobs(body: RerankRequest | CohereRerankRequest | CohereV2RerankReques
     check.check_texts([body.query], "query")
     check.check_texts(documents, param)
     check.check_batch(len(documents), settings, param)
-    truncation = body.truncation(settings)
+    truncation = body.truncation_fields(settings)
     query = MultiVectorJob(texts=check.side_and_prompt([body.query], spec, "query")[0], side="query", param="query",
                            characters=len(body.query), **truncation)
     return query, MultiVectorJob(texts=check.side_and_prompt(documents, spec, "document")[0], side="document",
@@ -340,7 +340,7 @@ def hybrid_rerank_jobs(body: RerankRequest | CohereRerankRequest | CohereV2Reran
     check.check_texts([body.query], "query")
     check.check_texts(documents, param)
     check.check_batch(len(documents), settings, param)
-    truncation, kinds = body.truncation(settings), tuple(HYBRID_KINDS)
+    truncation, kinds = body.truncation_fields(settings), tuple(HYBRID_KINDS)
     query = HybridJob(texts=check.apply_prompt([body.query], spec, None), kinds=kinds, param="query",
                       characters=len(body.query), **truncation)
     return query, HybridJob(texts=check.apply_prompt(documents, spec, None), kinds=kinds, param=param,
@@ -420,7 +420,7 @@ class CohereV2RerankRequest(InferenceBody):
     weights: list[StrictFloat] | None = Field(None, description=WEIGHTS)
     scores: StrictBool = Field(False, description=SCORES)
 
-    def truncation(self, settings: GatewaySettings) -> dict[str, bool]:
+    def truncation_fields(self, settings: GatewaySettings) -> dict[str, bool]:
         return {"truncate": True, "truncate_left": False}  # Cohere always cuts what does not fit
 
     def to_job(self, spec: ModelSpec, settings: GatewaySettings) -> ScoreJob:
@@ -452,7 +452,7 @@ class PredictRequest(InferenceBody):
             texts = [check.rerank_inputs(spec, text, [pair], None)[0][0] for text, pair in items]
             pairs = [None] * len(items)
         check.check_batch(len(items), settings, "inputs")
-        return ScoreJob(texts=texts, pairs=pairs, param="inputs", **self.truncation(settings),
+        return ScoreJob(texts=texts, pairs=pairs, param="inputs", **self.truncation_fields(settings),
                         raw_scores=self.raw_scores, batched=batched,
                         characters=sum(len(t) + len(p or "") for t, p in items))
 
@@ -479,7 +479,7 @@ class PredictTokensRequest(InferenceBody):
         texts = check.parse_ner_inputs(self.inputs)
         check.check_texts(texts, "inputs")
         check.check_batch(len(texts), settings, "inputs")
-        return NerJob(texts=texts, param="inputs", **self.truncation(settings),
+        return NerJob(texts=texts, param="inputs", **self.truncation_fields(settings),
                       strategy=self.aggregation_strategy or "none", raw_scores=self.raw_scores,
                       characters=sum(map(len, texts)))
 

@@ -11,12 +11,13 @@ import threading
 from pathlib import Path
 
 from gateway.errors import ApiError, ErrorKind
+from trident.model_names import step_files
 from trident.spec import ModelSpec
 from trident.tokenization import TextTokenizer
 
 
 def tokenizer_file(repository: Path, model: str) -> Path:
-    return repository / f"{model}_tokenizer" / "1" / "tokenizer.json"
+    return step_files(repository, model, "tokenizer") / "tokenizer.json"
 
 
 class TokenizerStore:

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TRIDENT_HOME", str(ROOT / ".trident" / "test-home"))  # reuse the tests' builds
 
+from cli.supervisor import stub_pids  # noqa: E402
 from testkit.factories import make_tiny_bert  # noqa: E402
 from testkit.reliability import (  # noqa: E402
     LoadReport,
@@ -38,7 +39,6 @@ from testkit.reliability import (  # noqa: E402
     shm_prefix,
     shm_regions_with,
     stack_rss,
-    stub_pids,
     triton_pid,
     wait_for,
 )

@@ -1,2 +1,2 @@
 """Helpers shared by tests, bench, soak and loadtest: a real stack, a fake Triton, tiny checkpoints,
-load, reliability checks (the /proc helpers live in cli.procfs)."""
+load, reliability checks, and what /proc says about processes and sockets (procfs)."""

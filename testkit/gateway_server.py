@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import httpx
 import uvicorn
 
+from cli.ports import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from testkit.stack import free_port
 
 
 @dataclass

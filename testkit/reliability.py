@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from cli import procfs
+from testkit import procfs
 from testkit.stack import SHM, Stack
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -37,10 +37,6 @@ def triton_pid(stack: Stack) -> int:
     pids = [pid for pid in procfs.children(stack.process.pid) if procfs.command_name(pid) == "tritonserver"]
     assert pids, "no tritonserver under trident serve"
     return pids[0]
-
-
-def stub_pids(triton: int) -> list[int]:
-    return [pid for pid in procfs.children(triton) if procfs.command_name(pid).startswith("triton_python")]
 
 
 def shm_prefix(triton: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from cli import procfs
+from cli.ports import free_port
+from testkit import procfs
 
 SHM = Path("/dev/shm")
 SHM_PREFIX = "triton_python_backend_shm_region_"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def shm_regions() -> set[str]:
@@ -114,7 +108,7 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def post(stack: Stack, path: str, body: object) -> object:
+def post_json(stack: Stack, path: str, body: object) -> object:
     """POST JSON to a running stack; the answer must be 200 (else the assertion shows the body)."""
     response = httpx.post(f"{stack.base_url}{path}", json=body, timeout=120)
     assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}"
@@ -123,5 +117,5 @@ def post(stack: Stack, path: str, body: object) -> object:
 
 def embed(stack: Stack, model: str, texts: list[str], **extra: object) -> np.ndarray:
     """`/v1/embeddings` of `texts` from `model`, as a float32 [n, dim] array."""
-    answer = post(stack, "/v1/embeddings", {"input": texts, "model": model, **extra})
+    answer = post_json(stack, "/v1/embeddings", {"input": texts, "model": model, **extra})
     return np.array([item["embedding"] for item in answer["data"]], dtype=np.float32)

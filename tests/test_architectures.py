@@ -33,7 +33,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 from builder.build import BuildOptions, build
 from builder.errors import BuildError
 from testkit.factories import QWEN3_QUERY_PROMPT, make_tiny_bert, make_tiny_model
-from testkit.stack import Stack, embed, post
+from testkit.stack import Stack, embed, post_json
 
 TOLERANCE = 1e-4  # against the reference
 MIN_COSINE = 0.9999
@@ -233,7 +233,7 @@ def test_qwen3_query_prompt_and_eos(arch_stack, checkpoints):
     assert_close_to_reference("qwen3-embed prompt_name=query", served, reference)
     assert float(np.abs(served - embed(arch_stack, "qwen3-embed", texts)).max()) > 1e-2, "the prompt must count"
 
-    tokens = post(arch_stack, "/tokenize", {"inputs": texts, "prompt_name": "query", "model": "qwen3-embed"})
+    tokens = post_json(arch_stack, "/tokenize", {"inputs": texts, "prompt_name": "query", "model": "qwen3-embed"})
     expected = reference_model.tokenizer([QWEN3_QUERY_PROMPT + t for t in texts])["input_ids"]
     assert [[token["id"] for token in row] for row in tokens] == expected
     assert all(row[-1] == reference_model.tokenizer.eos_token_id for row in expected)
@@ -248,7 +248,7 @@ def test_long_inputs_are_truncated_or_refused(arch_stack, repositories):
                          json={"inputs": [TEXTS[0], long_text], "model": "llama-embed", "truncate": False})
     assert refused.status_code == 422
     assert "input 1 has" in refused.json()["error"] and "maximum of 48" in refused.json()["error"]
-    truncated = post(arch_stack, "/embed", {"inputs": [long_text], "model": "llama-embed", "truncate": True})
+    truncated = post_json(arch_stack, "/embed", {"inputs": [long_text], "model": "llama-embed", "truncate": True})
     assert len(truncated[0]) == 32
 
 
@@ -269,10 +269,10 @@ def sequence_logits(checkpoint: Path, max_length: int, items: list[tuple[str, st
 
 def served_logits(stack: Stack, case: Case, items: list[tuple[str, str | None]]) -> np.ndarray:
     if case.num_labels == 1:  # a reranker: one query against many documents
-        answer = post(stack, "/rerank", {"query": items[0][0], "texts": [pair for _, pair in items],
+        answer = post_json(stack, "/rerank", {"query": items[0][0], "texts": [pair for _, pair in items],
                                          "model": case.name, "raw_scores": True, "truncate": True})
         return np.array([[item["score"]] for item in sorted(answer, key=lambda item: item["index"])])
-    answer = post(stack, "/predict", {"inputs": [[text] for text, _ in items], "model": case.name,
+    answer = post_json(stack, "/predict", {"inputs": [[text] for text, _ in items], "model": case.name,
                                       "raw_scores": True, "truncate": True})
     order = [f"label_{i}" for i in range(case.num_labels)]
     return np.array([[{p["label"]: p["score"] for p in row}[label] for label in order] for row in answer])
@@ -308,7 +308,7 @@ def token_logits(checkpoint: Path, max_length: int, texts: list[str]) -> list[tu
 
 
 def served_token_logits(stack: Stack, case: Case, texts: list[str], labels: list[str]) -> list[tuple[list, np.ndarray]]:
-    answer = post(stack, "/predict_tokens", {"inputs": [texts], "model": case.name, "raw_scores": True,
+    answer = post_json(stack, "/predict_tokens", {"inputs": [texts], "model": case.name, "raw_scores": True,
                                              "aggregation_strategy": "none", "truncate": True})
     return [([entry["token_id"] for entry in entries],
              np.array([[entry["results"][label] for label in labels] for entry in entries]))

@@ -1,5 +1,5 @@
-"""Issue 15 through the real stack (tritonserver, ONNX Runtime engines, the gateway), each answer against
-sentence-transformers itself on the same inputs, all models in one stack:
+"""Sparse, token-embedding and multi-vector models through the real stack (tritonserver, ONNX Runtime engines,
+the gateway), each answer against sentence-transformers itself on the same inputs, all models in one stack:
 
 - SPLADE (a tiny BertForMaskedLM with SpladePooling, in the 6.x and the 5.x file layouts): `/embed_sparse`
   against `SparseEncoder.encode` (and `max_active_dims` for `top_k`): the same non-zero set, values 1e-4.

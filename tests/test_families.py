@@ -30,7 +30,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from builder.errors import BuildError
 from testkit import published as pub
-from testkit.stack import Stack, embed, post
+from testkit.stack import Stack, embed, post_json
 
 TOLERANCE = 1e-4
 MIN_COSINE = 0.9999
@@ -280,7 +280,8 @@ def test_gte_embeddings_with_ntk_rope(family_stack, models):
 
 
 def rerank(stack: Stack, model: str, query: str, documents: list[str], **extra: object) -> np.ndarray:
-    answer = post(stack, "/rerank", {"query": query, "texts": documents, "model": model, "truncate": True, **extra})
+    body = {"query": query, "texts": documents, "model": model, "truncate": True, **extra}
+    answer = post_json(stack, "/rerank", body)
     return np.array([item["score"] for item in sorted(answer, key=lambda item: item["index"])])
 
 
@@ -481,7 +482,7 @@ def jina_v3_reference(made: pub.PublishedModel, texts: list[str], task: str | No
 def test_jina_v3_engine_runs_every_adapter(repositories, models):
     """The built engine graph, fed each adapter's index as token types, equals the native class with that
     adapter merged (and index 0 the base weights); one mixed batch holds every adapter at once."""
-    from trident.onnx_engine import OnnxEngine
+    from trident.engines.onnxruntime import OnnxEngine
     from trident.spec import ModelSpec
 
     made = models["jina-v3"]
@@ -528,10 +529,10 @@ def test_qwen3_reranker_scores_as_its_model_card(family_stack, models):
     custom, _ = pub.qwen3_reranker_card_scores(folder, QUERY, TEXTS, instruction)
     check_scores(family_stack, "qwen3-reranker", TEXTS, np.array(custom), instruction=instruction)
     assert float(np.abs(np.array(custom) - probabilities).max()) > 1e-4, "the instruction must count"
-    answer = post(family_stack, "/v1/rerank", {"query": QUERY, "documents": TEXTS, "model": "qwen3-reranker"})
+    answer = post_json(family_stack, "/v1/rerank", {"query": QUERY, "documents": TEXTS, "model": "qwen3-reranker"})
     cohere = np.array([r["relevance_score"] for r in sorted(answer["results"], key=lambda r: r["index"])])
     assert float(np.abs(cohere - probabilities).max()) <= TOLERANCE
-    predicted = post(family_stack, "/predict", {"inputs": [[QUERY, text] for text in TEXTS[:3]],
+    predicted = post_json(family_stack, "/predict", {"inputs": [[QUERY, text] for text in TEXTS[:3]],
                                                 "model": "qwen3-reranker"})
     assert float(np.abs(np.array([row[0]["score"] for row in predicted]) - probabilities[:3]).max()) <= TOLERANCE
 
@@ -581,7 +582,7 @@ def test_causal_lm_is_a_reranker_only_when_it_says_so(tmp_path):
 def torch_engine(made: pub.PublishedModel | Path, work: Path, attention: str = "padded"):
     from builder.families import native_checkpoint
     from builder.inspect import inspect_checkpoint
-    from trident.torch_engine.engine import EngineOptions, TorchEngine
+    from trident.engines.torch.engine import EngineOptions, TorchEngine
 
     with native_checkpoint(published_folder(made), None, work, lambda _: None) as folder:
         spec = inspect_checkpoint(folder, "m")

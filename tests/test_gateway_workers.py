@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli import procfs
 from cli.workers import default_workers
+from testkit import procfs
 from testkit.reliability import triton_pid
 from testkit.stack import Stack, shm_regions
 

@@ -85,8 +85,8 @@ def test_heads_the_engines_cannot_run_are_refused(tmp_path):
 def test_the_torch_engine_runs_the_dense_modules(dense_model, reference):
     from transformers import AutoTokenizer
 
+    from trident.engines.torch.engine import TorchEngine
     from trident.postprocess import l2_normalize
-    from trident.torch_engine.engine import TorchEngine
 
     spec = inspect_checkpoint(dense_model, "tiny-dense")
     tokenizer = AutoTokenizer.from_pretrained(dense_model)

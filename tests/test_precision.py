@@ -27,18 +27,10 @@ from cli.main import main
 from testkit.factories import make_tiny_bert
 from testkit.stack import Stack, embed
 from trident import cpu
-from trident.onnx_engine import OnnxEngine
-from trident.openvino_engine import OpenVinoEngine
-from trident.precision import (
-    GATE_FILE,
-    GATE_MIN_COSINE,
-    gate,
-    load_gate,
-    missing,
-    save_gate,
-    served_engine,
-    variant,
-)
+from trident.engines.onnxruntime import OnnxEngine
+from trident.engines.openvino import OpenVinoEngine
+from trident.gate import TOLERANCES, Tolerance
+from trident.precision import GATE_FILE, load_gate, missing, save_gate, served_engine, variant, variant_gate
 from trident.spec import ModelSpec
 
 AVX2_ONLY = "fpu sse4_2 avx avx2 fma"
@@ -83,12 +75,12 @@ def test_auto_measures_every_variant_the_cpu_allows_and_serves_the_fastest_that_
     folder = tmp_path / "out" / "t_engine" / "1"
     ids, types, expected, _ = load_gate(folder / GATE_FILE)
     assert len(ids) >= 200
-    report = gate(manifest, expected, served_engine(manifest, folder).run(ids, types), variant(spec.variant).strict)
+    report = variant_gate(manifest, variant(spec.variant), expected, served_engine(manifest, folder).run(ids, types))
     assert report.passed
 
 
 def test_a_variant_that_fails_the_gate_is_never_served(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr("trident.precision.GATE_MIN_COSINE", 1.0 + 1e-9)  # no reduced precision can pass
+    monkeypatch.setitem(TOLERANCES, "reduced", Tolerance(min_cosine=1.0 + 1e-9))  # no reduced precision can pass
     with pytest.raises(BuildError, match=r"no variant passed the gate.*nothing was written"):
         built(tiny, tmp_path / "forced", REDUCED)
     assert not (tmp_path / "forced" / "t").exists()
@@ -214,7 +206,7 @@ def test_served_minilm_in_reduced_precision_stays_within_the_gate_of_sentence_tr
     print(f"\nminilm --precision {MINILM_PRECISION}: {info[-1]['message'] if info else ''}\nmin cosine to "
           f"sentence-transformers "
           f"fp32 over {len(texts)} texts: {cosines.min():.5f}")
-    assert cosines.min() >= GATE_MIN_COSINE
+    assert cosines.min() >= TOLERANCES["reduced"].min_cosine
     chosen = next(line.split()[0] for line in info[-1]["message"].splitlines() if "<- chosen" in line)
     assert variant(chosen).precision == MINILM_PRECISION  # served in the reduced precision, not float32
 

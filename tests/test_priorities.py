@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc.aio as grpcclient
 
-from cli import procfs
+from cli.ports import free_port
 from cli.triton_server import TritonServer
-from testkit.stack import free_port
+from testkit import procfs
 from trident.priorities import BULK_ENGINE_INSTANCES, BULK_NICE, Priority
 
 MODEL = "all-MiniLM-L6-v2"

@@ -1,4 +1,4 @@
-"""Issue 7, promises 1-3, for real: concurrency without mixed-up answers, bounded overload, faults.
+"""Reliability, for real: concurrency without mixed-up answers, bounded overload, faults.
 
 Promise 1 runs on the shared stack. The others start their own `trident serve` (a tiny BERT, a small
 concurrency limit, a 10 s Triton deadline) because they overload it, SIGKILL its tritonserver, kill a
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from builder.repository import host_step_instances
-from cli import procfs
+from cli.supervisor import stub_pids
+from testkit import procfs
 from testkit.reliability import (
     distinct_texts,
     embed_alone,
@@ -30,7 +31,6 @@ from testkit.reliability import (
     shm_prefix,
     shm_regions_with,
     stack_rss,
-    stub_pids,
     triton_pid,
     wait_for,
 )

@@ -1,4 +1,4 @@
-"""Issue 7, promise 5: what a request can never make the server do, and what it does by default, on the
+"""What a request can never make the server do, and what it does by default, on the
 real `trident serve` process (its open files, its listening sockets).
 
 Covered elsewhere, referenced here so the promise reads whole:
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import httpx
 
-from cli import procfs
-from cli.procfs import listening_addresses
+from testkit import procfs
+from testkit.procfs import listening_addresses
 
 
 def test_no_request_makes_the_gateway_open_a_file_by_name(stack, tmp_path):

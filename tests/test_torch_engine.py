@@ -19,15 +19,16 @@ import pytest
 import torch
 
 from builder.errors import BuildError
-from builder.quantization import FP8_MIN_COSINE, Fp8Report, check_fp8_accuracy, check_quantization, fp8_accuracy
+from builder.quantization import Fp8Report, check_fp8_accuracy, check_quantization, fp8_accuracy
 from builder.tensorrt_plan import build_plan, length_bands, optimization_profiles, plan_config
 from testkit.factories import make_tiny_model
+from trident.engines.tensorrt import TensorRTEngine
+from trident.engines.torch import fp8
+from trident.engines.torch.engine import EngineOptions, TorchEngine, choose_attention
+from trident.engines.torch.packing import bucket, pack, pad, plan_batches, plan_packed
+from trident.gate import TOLERANCES, gate
+from trident.head_layers import pool_packed, pool_padded
 from trident.spec import ModelSpec
-from trident.tensorrt_engine import TensorRTEngine, graph_input_names
-from trident.torch_engine import fp8
-from trident.torch_engine.engine import EngineOptions, TorchEngine, choose_attention
-from trident.torch_engine.packing import bucket, pack, pad, plan_batches, plan_packed
-from trident.torch_engine.pooling import pool_packed, pool_padded
 
 FLOAT32_TOLERANCE = 1e-4
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +195,7 @@ def test_flash_call_adapts_to_each_torch_signature(monkeypatch: pytest.MonkeyPat
     (computing through the reference) must give what the reference gives with the model's scale, GQA and window."""
     import inspect
 
-    from trident.torch_engine import attention
+    from trident.engines.torch import attention
 
     generator = torch.Generator().manual_seed(5)
     q, k, v = (torch.randn(10, heads, 8, generator=generator) for heads in (4, 2, 2))
@@ -300,17 +301,19 @@ def test_fp8_on_real_weights_minilm(minilm_dir: Path) -> None:
     spec.max_num_tokens = 256  # on a CPU, padding ten short texts to the long one's 256 tokens costs seconds
     ids, _ = tokenize(AutoTokenizer.from_pretrained(minilm_dir), spec, default_texts(spec))
     report = fp8_accuracy(minilm_dir, spec, ids, device="cpu", fp8_kernel=False)
-    print(f"FP8 MiniLM: min cosine {report.min_cosine:.5f}, mean {report.mean_cosine:.5f} over "
-          f"{report.num_texts} texts, {report.quantized_layers} layers, kernel={report.kernel}")
+    print(f"FP8 MiniLM: min cosine {report.gate.min_cosine:.5f}, mean {report.gate.mean_cosine:.5f} over "
+          f"{report.gate.num_texts} texts, {report.quantized_layers} layers, kernel={report.kernel}")
     assert report.quantized_layers == 6 * 6  # q k v, attention output, intermediate, output per layer
-    assert report.min_cosine >= FP8_MIN_COSINE
+    assert report.gate.passed and report.gate.min_cosine >= TOLERANCES["fp8"].min_cosine
     check_fp8_accuracy(report)
 
 
 def test_fp8_gate_refuses_low_or_nan_cosine() -> None:
-    for cosine in (0.98, math.nan):
-        with pytest.raises(BuildError, match="nothing was written"):
-            check_fp8_accuracy(Fp8Report(cosine, cosine, 12, 36, "torch bfloat16 on cuda", True))
+    expected = [np.array([1.0, 0.0], dtype=np.float32)]
+    for actual in (np.array([1.0, 0.2], dtype=np.float32), np.array([math.nan, 0.0], dtype=np.float32)):  # 0.98, NaN
+        report = Fp8Report(gate(expected, [actual], "fp8", logits=False), 36, "torch bfloat16 on cuda", True)
+        with pytest.raises(BuildError, match=r"FP8 outputs differ.*nothing was written"):
+            check_fp8_accuracy(report)
 
 
 # --- refusals ------------------------------------------------------------------------------------------------
@@ -379,18 +382,25 @@ def test_tensorrt_profiles_cover_every_batch_the_engine_sends() -> None:
         optimization_profiles(max_length=1024, max_num_tokens=512)
 
 
-def test_tensorrt_plan_config_text() -> None:
+def test_tensorrt_plan_config() -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    from builder.repository import render
+
     spec = spec_of(name="bge", dim=768, uses_token_type_ids=True)
-    text = plan_config(spec, optimization_profiles(512, 16384))
-    assert text.startswith('name: "bge_trt"\nplatform: "tensorrt_plan"\nmax_batch_size: 0\n')
-    for name in ("input_ids", "attention_mask", "token_type_ids"):
-        assert f'{{ name: "{name}" data_type: TYPE_INT64 dims: [ -1, -1 ] }}' in text
-    assert '{ name: "embeddings" data_type: TYPE_FP32 dims: [ -1, 768 ] }' in text
-    assert '{ name: "token_embeddings" data_type: TYPE_FP32 dims: [ -1, -1, -1 ] }' in text  # /embed_all
-    assert 'instance_group [ { kind: KIND_GPU count: 1 profile: [ "0", "1", "2", "3" ] } ]' in text
-    ner = spec_of(task="ner", pooling=None, id2label={"0": "O", "1": "B-PER"}, padding_side="left")
-    assert '{ name: "logits" data_type: TYPE_FP32 dims: [ -1, -1, 2 ] }' in plan_config(ner, [])
-    assert '{ name: "position_ids"' in plan_config(ner, [])
+    config = text_format.Parse(render(plan_config(spec, optimization_profiles(512, 16384))), pb.ModelConfig())
+    assert (config.name, config.platform, config.max_batch_size) == ("bge_trt", "tensorrt_plan", 0)
+    assert [(i.name, pb.DataType.Name(i.data_type), list(i.dims)) for i in config.input] == [
+        (name, "TYPE_INT64", [-1, -1]) for name in ("input_ids", "attention_mask", "token_type_ids")]
+    assert [(o.name, pb.DataType.Name(o.data_type), list(o.dims)) for o in config.output] == [
+        ("embeddings", "TYPE_FP32", [-1, 768]), ("token_embeddings", "TYPE_FP32", [-1, -1, -1])]  # /embed_all
+    (group,) = config.instance_group
+    assert (pb.ModelInstanceGroup.Kind.Name(group.kind), group.count, list(group.profile)) == (
+        "KIND_GPU", 1, ["0", "1", "2", "3"])
+    ner = plan_config(spec_of(task="ner", pooling=None, id2label={"0": "O", "1": "B-PER"}, padding_side="left"), [])
+    assert [(o.name, list(o.dims)) for o in ner.output] == [("logits", [-1, -1, 2])]
+    assert "position_ids" in [i.name for i in ner.input]
 
 
 def test_tensorrt_build_without_tensorrt_says_what_is_missing(tmp_path: Path) -> None:
@@ -400,11 +410,11 @@ def test_tensorrt_build_without_tensorrt_says_what_is_missing(tmp_path: Path) ->
         build_plan(tmp_path / "model.onnx", spec_of(), tmp_path / "model.plan", optimization_profiles(64, 1024))
 
 
-def test_graph_input_names_match_the_exporter() -> None:
-    from builder.export import onnx_input_names
+def test_the_plan_is_fed_the_inputs_the_exporter_declares() -> None:
+    from builder.export import _example_inputs
 
     for spec in (spec_of(), spec_of(uses_token_type_ids=True), spec_of(model_type="qwen3", padding_side="left")):
-        assert graph_input_names(spec) == onnx_input_names(spec)
+        assert list(_example_inputs(spec, 10, 2, [3, 2])) == TensorRTEngine(spec, infer=None).input_names
 
 
 def test_tensorrt_engine_pads_splits_and_restores_order() -> None:
@@ -444,7 +454,7 @@ def test_gpu_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["qwen3_8b"]["fp8_layer_rel_error"] < 0.05
 
 
-# --- the torch engine for issue 15's outputs: SPLADE, token embeddings, multi-vector ------------------------
+# --- the torch engine's other outputs: SPLADE, token embeddings, multi-vector ------------------------------------
 
 
 def test_torch_engine_splade_and_token_embeddings_match_sentence_transformers(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from cli.ports import free_port
 from cli.supervisor import Supervisor
 from cli.triton_server import TritonServer, TritonStartError
-from testkit.stack import Stack, free_port
+from testkit.stack import Stack
 
 MODEL = "tiny-bert-cls"
 

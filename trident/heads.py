@@ -8,7 +8,7 @@ A head is a list of plain dicts, carried in the manifest:
     {"type": "Normalize"}                        # last only: normalization stays a per-request choice
 
 Pooling and the Dense modules run inside the engine (exported into the graph, or in the torch engine:
-`trident.torch_engine.head`); a final Normalize runs in the postprocess stage, where a request may turn
+`trident.head_layers`); a final Normalize runs in the postprocess stage, where a request may turn
 it off (TEI's `normalize=false`).
 
 A sparse (SPLADE) model's head is its SpladePooling alone, over the masked-language-model logits:

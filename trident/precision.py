@@ -1,4 +1,4 @@
-"""The CPU engine's variants (runtime x precision), the one accuracy gate they all pass, and the serve-time
+"""The CPU engine's variants (runtime x precision), the gate each is held to (trident.gate), and the serve-time
 re-check of a variant chosen on another kind of CPU.
 
 A variant is a row of `VARIANTS`. The build (`builder/variants.py`) measures the candidates the CPU allows,
@@ -14,29 +14,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trident import cpu
-from trident import tensors as T
-from trident.postprocess import sigmoid, softmax
+from trident.gate import GateReport, gate
 from trident.spec import ModelSpec
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 PRECISION_ENV = "TRIDENT_PRECISION"  # the default of --precision (tests pin onnxruntime-fp32 with it)
 REFERENCE = "onnxruntime-fp32"
 GATE_FILE = "gate.npz"
-# Reduced precisions: per text, cosine to float32 (vectors) or |score difference| (rerank, classify, NER
-# probabilities); NER's labels must also stay the same on the parity texts.
-GATE_MIN_COSINE = 0.99
-GATE_MAX_SCORE_DIFF = 0.01
-# Another float32 runtime must match ONNX Runtime as the engine matches transformers (builder/parity.py).
-STRICT_MAX_ABS_DIFF = 1e-4
-STRICT_MIN_COSINE = 0.99999
-
 log = logging.getLogger("trident.precision")
 
 
@@ -49,9 +40,14 @@ class Variant:
     needs: tuple[str, ...] = ()  # CPU flags, any of which it needs
 
     @property
-    def strict(self) -> bool:
-        """float32 variants are held to float32 parity, reduced ones to the reduced-precision gate."""
-        return self.precision == "fp32"
+    def quantized(self) -> bool:
+        """It has int8 files of its own, which the build makes (and checks) first: tens of seconds on 2 cores."""
+        return self.precision == "int8"
+
+    @property
+    def tolerance(self) -> str:
+        """Its gate against ONNX Runtime float32 (trident.gate): float32 parity, or the reduced precisions'."""
+        return "float32" if self.precision == "fp32" else "reduced"
 
 
 VARIANTS = (
@@ -96,68 +92,11 @@ def int8_format(flags: frozenset[str]) -> dict[str, Any]:
     return {"weights": "s8", "reduce_range": not vnni}
 
 
-# --- the gate ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GateReport:
-    passed: bool
-    num_texts: int
-    min_cosine: float = float("nan")  # vectors
-    max_score_diff: float = float("nan")  # rerank / classify / NER probabilities
-    max_abs_diff: float = float("nan")  # raw outputs (the strict float32 gate)
-    labels_changed: int = 0  # NER tokens whose label moved, on the parity texts
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def describe(self) -> str:
-        parts = []
-        if not np.isnan(self.min_cosine):
-            parts.append(f"min cosine {self.min_cosine:.5f}")
-        if not np.isnan(self.max_score_diff):
-            parts.append(f"max |score diff| {self.max_score_diff:.4f}")
-        if self.labels_changed:
-            parts.append(f"{self.labels_changed} NER labels changed")
-        return ", ".join(parts) + f" over {self.num_texts} texts"
-
-
-def _cosines(expected: list[np.ndarray], actual: list[np.ndarray]) -> np.ndarray:
-    """Row by row (a per-token output: token by token), in float64; NaN stays NaN."""
-    want = np.concatenate([e.reshape(-1, e.shape[-1]) for e in expected]).astype(np.float64)
-    got = np.concatenate([a.reshape(-1, a.shape[-1]) for a in actual]).astype(np.float64)
-    norms = np.maximum(np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1), 1e-30)
-    return (want * got).sum(axis=1) / norms
-
-
-def _scores(logits: np.ndarray) -> np.ndarray:
-    return sigmoid(logits) if logits.shape[-1] == 1 else softmax(logits)
-
-
-def gate(spec: ModelSpec, expected: list[np.ndarray], actual: list[np.ndarray], strict: bool,
-         label_texts: int = 0) -> GateReport:
-    """`actual` (a variant's main engine output per text) against `expected` (ONNX Runtime float32's).
-    `label_texts`: the first texts, whose NER labels must not change (the parity texts)."""
-    report = GateReport(passed=False, num_texts=len(expected))
-    report.max_abs_diff = max((float(np.max(np.abs(e - a))) for e, a in zip(expected, actual, strict=True)),
-                              default=float("nan"))
-    task = spec.task_row
-    if task.engine_output == T.LOGITS:
-        diffs = [np.abs(_scores(e.astype(np.float64)) - _scores(a.astype(np.float64)))
-                 for e, a in zip(expected, actual, strict=True)]
-        report.max_score_diff = float(max(np.max(d) for d in diffs))
-        if task.per_token:
-            report.labels_changed = int(sum(np.sum(np.argmax(e, -1) != np.argmax(a, -1))
-                                            for e, a in zip(expected[:label_texts], actual[:label_texts],
-                                                            strict=True)))
-        ok = report.max_score_diff <= GATE_MAX_SCORE_DIFF and report.labels_changed == 0
-    else:
-        report.min_cosine = float(np.min(_cosines(expected, actual)))
-        ok = report.min_cosine >= (STRICT_MIN_COSINE if strict else GATE_MIN_COSINE)
-    if strict:
-        ok = ok and report.max_abs_diff <= STRICT_MAX_ABS_DIFF
-    report.passed = bool(ok) and not np.isnan(report.max_abs_diff)  # NaN anywhere fails
-    return report
+def variant_gate(spec: ModelSpec, row: Variant, expected: list[np.ndarray], actual: list[np.ndarray],
+                 label_texts: int = 0) -> GateReport:
+    """A variant's main engine output per text against ONNX Runtime float32's. `label_texts`: the first texts,
+    whose NER labels must not change (the parity texts)."""
+    return gate(expected, actual, row.tolerance, logits=spec.task_row.logits, label_texts=label_texts)
 
 
 # --- the gate's inputs and float32 outputs, kept beside the engine ----------------------------------------
@@ -189,10 +128,10 @@ def open_engine(name: str, folder: Path, spec: ModelSpec, threads: int | None = 
     """The engine of variant `name` over the files in `folder` (the engine model's version folder)."""
     row = variant(name)
     if row.runtime == "openvino":
-        from trident.openvino_engine import OpenVinoEngine
+        from trident.engines.openvino import OpenVinoEngine
 
         return OpenVinoEngine(folder / row.file, spec, row.precision, threads, spec.pad_token_id)
-    from trident.onnx_engine import OnnxEngine
+    from trident.engines.onnxruntime import OnnxEngine
 
     return OnnxEngine(folder / row.file, spec, threads, spec.pad_token_id)
 
@@ -210,7 +149,7 @@ def served_engine(spec: ModelSpec, folder: Path, threads: int | None = None,
     if reason is None and (folder / GATE_FILE).is_file():
         engine = open_engine(name, folder, spec, threads)
         ids, types, expected, label_texts = load_gate(folder / GATE_FILE)
-        report = gate(spec, expected, engine.run(ids, types), variant(name).strict, label_texts)
+        report = variant_gate(spec, variant(name), expected, engine.run(ids, types), label_texts)
         if report.passed:
             log.warning("%s: %s was chosen on a %s CPU, this one is %s; re-checked here: %s, kept",
                         spec.name, name, spec.variant_choice.get("cpu_kind"), cpu.cpu_kind(flags), report.describe())

@@ -14,6 +14,7 @@ from typing import Any
 
 from trident import heads
 from trident import tensors as T
+from trident.engines import DEFAULT_ENGINE
 from trident.heads import POOLINGS
 from trident.tasks import Task, task_of
 
@@ -52,7 +53,7 @@ class ModelSpec:
     max_num_tokens: int = 16384
     quantization: str = "no_quant"
     dtype: str = "float32"
-    engine: str = "onnxruntime"
+    engine: str = DEFAULT_ENGINE  # a row of the engine table (trident.engines)
     # Engine model instances in Triton. On CPU each runs ONNX Runtime with cores // instances threads:
     # two single-threaded sessions on 2 cores spent 2.9 ms of CPU per short request, one two-threaded
     # session 4.3 ms (its threads wait on each other while the HTTP process and tokenizer hold a core).

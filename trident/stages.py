@@ -16,16 +16,17 @@ import numpy as np
 from trident import heads, multi_vector, spans
 from trident import tensors as T
 from trident.batching import pad
+from trident.engines import load_engine
 from trident.errors import InputTooLongError, StageError, StageErrorKind
 from trident.postprocess import shape_embeddings
 from trident.spec import ModelSpec
 from trident.tokenization import TextTokenizer, TokenBatch
 
 Request = dict[str, np.ndarray | None]
-Result = dict[str, np.ndarray] | Exception
+StageResult = dict[str, np.ndarray] | Exception
 
 
-def column(values: np.ndarray | None, n: int, default: object) -> list:
+def per_item(values: np.ndarray | None, n: int, default: object) -> list:
     """A per-item [n, 1] input as a list, or the default for each item when it was not sent."""
     if values is None:
         return [default] * n
@@ -34,7 +35,7 @@ def column(values: np.ndarray | None, n: int, default: object) -> list:
 
 def option(request: Request, name: str, n: int) -> list:
     """An option tensor's values, or its default (`tensors.DEFAULTS`) for each item when it was not sent."""
-    return column(request.get(name), n, T.DEFAULTS[name])
+    return per_item(request.get(name), n, T.DEFAULTS[name])
 
 
 def invalid_input(exc: Exception) -> StageError:
@@ -67,10 +68,10 @@ class PerRequestStage:
     def __init__(self, spec: ModelSpec, files: Path) -> None:
         self.spec = spec
 
-    def process(self, requests: list[Request]) -> list[Result]:
+    def process(self, requests: list[Request]) -> list[StageResult]:
         return [self._one(request) for request in requests]
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         raise NotImplementedError
 
 
@@ -106,7 +107,7 @@ class TokenizerStage(PerRequestStage):
         self.multi_vector = spec.task_row.multi_vector  # each SIDE tokenized its own way
         self.sides = spec.sides
 
-    def process(self, requests: list[Request]) -> list[Result]:
+    def process(self, requests: list[Request]) -> list[StageResult]:
         if len(requests) == 1 or any(spans.asked(request) for request in requests):
             return [self._one(request) for request in requests]
         started = time.perf_counter_ns()
@@ -125,7 +126,7 @@ class TokenizerStage(PerRequestStage):
             start += n
         return results
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         if spans.asked(request):
             return self._laid_out(request)
         started = time.perf_counter_ns()
@@ -136,7 +137,7 @@ class TokenizerStage(PerRequestStage):
             return invalid_input(exc)
         return self._result(request, inputs, batch, time.perf_counter_ns() - started)
 
-    def _laid_out(self, request: Request) -> Result:
+    def _laid_out(self, request: Request) -> StageResult:
         """Late chunking or long inputs: windows and the token ranges each item pools (trident.spans)."""
         started = time.perf_counter_ns()
         try:
@@ -171,7 +172,7 @@ class TokenizerStage(PerRequestStage):
         return self.tokenizer.encode(inputs.texts, inputs.pairs, truncate=inputs.truncate, left=inputs.left,
                                      max_tokens=inputs.caps)
 
-    def _result(self, request: Request, inputs: TextInputs, batch: TokenBatch, spent_ns: int) -> Result:
+    def _result(self, request: Request, inputs: TextInputs, batch: TokenBatch, spent_ns: int) -> StageResult:
         result = {
             T.INPUT_IDS: batch.input_ids,
             T.TOKEN_TYPE_IDS: batch.token_type_ids,
@@ -196,7 +197,7 @@ class IdsStage(PerRequestStage):
     """Token ids from the client -> the engine's inputs: the one place where token-id input is truncated
     (or refused as too long), so that ids take the same engine and postprocess as text."""
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         started = time.perf_counter_ns()
         rows = request[T.TOKEN_IDS]
         n = len(rows)
@@ -265,8 +266,8 @@ class EngineStage:
         wanted = tuple(name for name in outputs if name in requested) or outputs[:1]
         return wanted if self.spec.task_row.hybrid else wanted[:1]
 
-    def process(self, requests: list[Request]) -> list[Result]:
-        results: list[Result | None] = [None] * len(requests)
+    def process(self, requests: list[Request]) -> list[StageResult]:
+        results: list[StageResult | None] = [None] * len(requests)
         laid_out = [i for i, request in enumerate(requests) if request.get(T.POOL_RANGES) is not None]
         if laid_out:
             for i, result in zip(laid_out, self._pool_ranges([requests[i] for i in laid_out]), strict=True):
@@ -278,7 +279,7 @@ class EngineStage:
                     results[i] = result
         return results
 
-    def _run(self, requests: list[Request], outputs: tuple[str, ...]) -> list[Result]:
+    def _run(self, requests: list[Request], outputs: tuple[str, ...]) -> list[StageResult]:
         sequences, types, attention, counts = [], [], [], []
         for request in requests:
             ids, type_ids, masks = request[T.INPUT_IDS], request[T.TOKEN_TYPE_IDS], request.get(T.ATTENTION_MASK)
@@ -294,14 +295,14 @@ class EngineStage:
             rows = {outputs[0]: self.engine.run(sequences, types, outputs[0], attention if masked else None)}
         else:  # one pass for all of them
             rows = self.engine.run_outputs(sequences, types, outputs, attention if masked else None)
-        results: list[Result] = []
+        results: list[StageResult] = []
         start = 0
         for count in counts:
             results.append({output: stack_rows(rows[output][start : start + count]) for output in outputs})
             start += count
         return results
 
-    def _pool_ranges(self, requests: list[Request]) -> list[Result]:
+    def _pool_ranges(self, requests: list[Request]) -> list[StageResult]:
         """Late chunking and long inputs (trident.spans): every request's windows in one engine call for their
         last hidden states, then each item's mean over its ranges, through the head's Dense modules."""
         if heads.dense_modules(self.spec.head):
@@ -312,30 +313,13 @@ class EngineStage:
         sequences = [window for ids, _ in laid for window in ids]
         types = [window for _, type_ids in laid for window in type_ids] if self.spec.uses_token_type_ids else None
         hidden = self.engine.run(sequences, types, T.TOKEN_EMBEDDINGS)
-        results: list[Result] = []
+        results: list[StageResult] = []
         start = 0
         for request, (ids, _) in zip(requests, laid, strict=True):
             pooled = spans.pool(hidden[start : start + len(ids)], request[T.POOL_RANGES])
             results.append({T.POOLED: pooled})
             start += len(ids)
         return results
-
-
-def load_engine(spec: ModelSpec, files: Path):
-    """The engine spec.engine names, over the files the build put beside the engine model."""
-    if spec.engine == "torch":
-        from trident.torch_engine.engine import TorchEngine
-
-        return TorchEngine.load(files / "checkpoint", spec)
-    if spec.engine == "tensorrt":
-        from trident.tensorrt_engine import TensorRTEngine
-
-        return TensorRTEngine(spec)
-    from trident.onnx_engine import threads_per_instance
-    from trident.precision import served_engine
-
-    # The CPU engine's variant (ONNX Runtime / OpenVINO, fp32 / bf16 / int8), re-checked on another kind of CPU.
-    return served_engine(spec, files, threads_per_instance(spec.engine_instances))
 
 
 def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
@@ -349,10 +333,10 @@ def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
 
 
 class EmbeddingPostprocessStage(PerRequestStage):
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         pooled = request[T.POOLED]
         n = len(pooled)
-        normalize = column(request.get(T.NORMALIZE), n, self.spec.normalize)
+        normalize = per_item(request.get(T.NORMALIZE), n, self.spec.normalize)
         dimensions = option(request, T.DIMENSIONS, n)
         if len(set(normalize)) > 1 or len(set(dimensions)) > 1:
             return StageError(StageErrorKind.INVALID_INPUT,

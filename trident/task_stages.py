@@ -25,7 +25,7 @@ from trident.stages import (
     EmbeddingPostprocessStage,
     PerRequestStage,
     Request,
-    Result,
+    StageResult,
     decode_texts,
     invalid_input,
     option,
@@ -43,7 +43,7 @@ def scores_from_logits(logits: np.ndarray, raw: bool) -> np.ndarray:
 class ScoresStage(PerRequestStage):
     """Reranker / classifier postprocess: LOGITS [n, labels] (+ RAW_SCORES) -> SCORES [n, labels]."""
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         logits = request[T.LOGITS]
         raw = np.array(option(request, T.RAW_SCORES, len(logits)), dtype=bool)
         scores = np.where(raw[:, None], scores_from_logits(logits, True), scores_from_logits(logits, False))
@@ -82,7 +82,7 @@ class SparseStage(PerRequestStage):
     """Sparse postprocess: POOLED [n, vocab] (+ TOP_K) -> SPARSE_INDICES / SPARSE_VALUES [n, most entries],
     each row padded with index -1 and value 0: the vocabulary-wide vectors stop here."""
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         pooled = request[T.POOLED]
         top_k = option(request, T.TOP_K, len(pooled))
         if min(top_k, default=0) < 0:
@@ -100,7 +100,7 @@ class MultiVectorStage(PerRequestStage):
         self.mask = heads.token_mask(spec.head)
         self.normalize = spec.normalize
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         embeddings, ids = request[T.TOKEN_EMBEDDINGS], request[T.INPUT_IDS]
         lengths = request[T.NUM_TOKENS].reshape(-1)
         try:
@@ -135,7 +135,7 @@ class HybridStage(PerRequestStage):
         self.dense = EmbeddingPostprocessStage(spec, files)
         self.skip_ids = list(spec.hybrid.get("sparse_skip_ids", []))
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         result: dict[str, np.ndarray] = {}
         if request.get(T.POOLED) is not None:
             dense = self.dense._one(request)
@@ -170,7 +170,7 @@ class NerStage(PerRequestStage):
         self.vocab = Tokenizer.from_file(str(files / "tokenizer.json"))
         self.rule = SubwordRule.from_tokenizer(self.vocab)  # how the pipeline tells subwords apart
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> StageResult:
         from trident.ner import aggregate
 
         try:

@@ -30,7 +30,8 @@ class Task:
     # The engine can also return each token's last hidden state (T.TOKEN_EMBEDDINGS, /embed_all), through a
     # third ensemble `<name>_tokens` (tokenizer -> engine); each request gets only the outputs it asks for.
     token_embeddings: bool = False
-    # Dense, sparse and ColBERT outputs from one engine pass (BGE-M3): an ensemble per set of them (`hybrid_model`).
+    # Dense, sparse and ColBERT outputs from one engine pass (BGE-M3): an ensemble per set of them
+    # (trident.model_names.hybrid_model).
     hybrid: bool = False
 
     @property
@@ -84,6 +85,11 @@ class Task:
         return self.pools and not self.sparse
 
     @property
+    def logits(self) -> bool:
+        """The engine returns logits (rerank, classify, NER), judged by the scores served from them."""
+        return self.engine_output == T.LOGITS
+
+    @property
     def scores_sequences(self) -> bool:
         """One row of logits per input: a *ForSequenceClassification head."""
         return self.engine_output == T.LOGITS and not self.per_token
@@ -95,7 +101,6 @@ HYBRID_OUTPUTS = {
     "sparse": (T.TOKEN_WEIGHTS, (T.SPARSE_INDICES, T.SPARSE_VALUES)),
     "colbert": (T.TOKEN_EMBEDDINGS, (T.VECTORS, T.NUM_VECTORS)),
 }
-HYBRID_INFIX = "_hybrid_"  # `<model>_hybrid_<kinds>`: the ensemble answering those of a hybrid model's outputs
 
 # What the tokenizer (or ids) step answers besides the engine's inputs, straight out of every ensemble.
 TOKENIZER_OUTPUTS = (T.NUM_TOKENS, T.TOKENIZE_NS)
@@ -131,8 +136,6 @@ TASKS: dict[str, Task] = {task.name: task for task in (
 )}
 TASK_NAMES = tuple(TASKS)
 INFERENCE_ROUTES = tuple(dict.fromkeys(route for task in TASKS.values() for route in task.routes))
-IDS_SUFFIX = "_ids"  # `<model>_ids`: the ensemble that takes token ids instead of text
-TOKENS_SUFFIX = "_tokens"  # `<model>_tokens`: the ensemble that answers token embeddings (Task.token_embeddings)
 
 
 def task_of(name: str) -> Task:
@@ -145,23 +148,9 @@ def tasks_for_route(route: str) -> tuple[str, ...]:
     return tuple(task.name for task in TASKS.values() if route in task.routes)
 
 
-def ids_model(model: str) -> str:
-    return model + IDS_SUFFIX
-
-
-def tokens_model(model: str) -> str:
-    return model + TOKENS_SUFFIX
-
-
 def hybrid_kinds(kinds: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """A set of hybrid outputs in HYBRID_OUTPUTS' order: one name per set."""
     return tuple(kind for kind in HYBRID_OUTPUTS if kind in kinds)
-
-
-def hybrid_model(model: str, kinds: tuple[str, ...]) -> str:
-    """The hybrid ensemble answering `kinds` (dense alone is `<model>` itself)."""
-    kinds = hybrid_kinds(kinds)
-    return model if kinds == ("dense",) else model + HYBRID_INFIX + "_".join(kinds)
 
 
 def hybrid_outputs(kinds: tuple[str, ...]) -> tuple[str, ...]:

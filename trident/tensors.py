@@ -15,7 +15,7 @@ LATE_CHUNKING = "LATE_CHUNKING"  # TYPE_BOOL, default false: the request's texts
 CHUNK_LONG = "CHUNK_LONG"  # TYPE_BOOL, default false: an input past the maximum is split into windows, not cut
 PROMPT = "PROMPT"  # TYPE_STRING, default "": with either of the two, the prompt, tokenized apart from the texts
 
-# The ids ensemble's input (`<model>_ids`, trident.tasks.ids_model), in place of TEXT.
+# The ids ensemble's input (`<model>_ids`, trident.model_names.ids_model), in place of TEXT.
 TOKEN_IDS = "TOKEN_IDS"  # TYPE_INT64 [batch, longest]: the client's token ids, right-padded with PAD_SENTINEL
 PAD_SENTINEL = -1  # never a token id: the ids stage reads each row up to its first sentinel
 

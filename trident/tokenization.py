@@ -172,9 +172,6 @@ class TextTokenizer:
         encoding.truncate(size, stride=0)
         return [encoding, *encoding.overflowing]
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._whole.encode(text).ids)
-
     def tokenize(self, text: str, add_special_tokens: bool = True) -> Encoding:
         return self._whole.encode(text, add_special_tokens=add_special_tokens)
 

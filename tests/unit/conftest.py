@@ -69,7 +69,7 @@ def unit_repository(unit_checkpoints: dict[str, Path], tmp_path_factory: pytest.
         spec.quantization_ranges = QUANTIZATION_RANGES.get(name, [])
         spec.prompts = PROMPTS.get(name, spec.prompts)
         save_tokenizer(checkpoint, root / f"{name}.tokenizer.json")
-        write_repository(spec, repository, None, root / f"{name}.tokenizer.json", engine_files={})
+        write_repository(spec, repository, root / f"{name}.tokenizer.json", engine_files={})
     return repository
 
 

@@ -1,5 +1,5 @@
 """Whatever a client sends, the documented status with a JSON body that names the problem, and the
-gateway keeps serving (issue 7, promise 4); the fake Triton runs the real tokenizer and postprocess.
+gateway keeps serving; the fake Triton runs the real tokenizer and postprocess.
 
 Inputs that are odd but legal text (control characters, NUL, whitespace, a 100k-character word) are
 valid requests: they get an embedding, the same one every time. The fixed-seed fuzz run is

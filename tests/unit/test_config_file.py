@@ -75,7 +75,7 @@ def test_seed_configs_parse():
     assert (ner.base_model, ner.revision, ner.default_route) == ("encoder_bert", "main", "/predict_tokens")
     classifier = parse(SEED_CLASSIFIER)
     assert (classifier.quantization, classifier.default_route) == ("no_quant", "/predict")
-    options = classifier.options("/some/folder", Path("/out"), name="lang")
+    options = classifier.build_options("/some/folder", Path("/out"), name="lang")
     assert (options.model, options.name, options.quantization, options.default_route, options.base_model) == \
         ("/some/folder", "lang", "no_quant", "/predict", "encoder")
 

@@ -32,7 +32,7 @@ def test_the_triton_image_runs_the_torch_engine():
     assert "download.pytorch.org/whl/cpu" not in triton  # the CUDA build, not the CPU one of the cpu image
     install = next(line for line in triton.splitlines() if "-c constraints.txt ." in line)
     assert "transformers" in install and "safetensors" in install  # versions from constraints.txt
-    assert "import torch, transformers, trident.torch_engine.engine" in triton
+    assert "import torch, transformers, trident.engines.torch.engine" in triton
 
 
 def test_the_builder_builds_torch_and_tensorrt_engines_for_that_triton():

@@ -14,9 +14,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from builder.repository import configs_for, model_name, write_repository
+from builder.repository import configs_for, write_repository
 from cli.gpus import gpu_list
 from cli.main import main
+from trident.model_names import step_model
 from trident.priorities import (
     BULK_ENGINE_INSTANCES,
     BULK_MAX_BATCH,
@@ -95,8 +96,7 @@ def gpu_repository(unit_repository: Path, tmp_path: Path, spec: ModelSpec) -> Pa
     """tiny-bert-mean as a torch (GPU) build: the same files, the engine's checkpoint folder left empty."""
     repository = tmp_path / "repository"
     tokenizer = unit_repository / "tiny-bert-mean_tokenizer" / "1" / "tokenizer.json"
-    write_repository(replace(spec, engine="torch", engine_instances=2), repository, None, tokenizer,
-                     engine_files={})
+    write_repository(replace(spec, engine="torch", engine_instances=2), repository, tokenizer, engine_files={})
     return repository
 
 
@@ -108,7 +108,7 @@ def test_trident_place_puts_the_engine_on_each_gpu_and_the_cheap_steps_on_the_cp
     assert [(g.kind, list(g.gpus), g.count) for g in engine.instance_group] == [
         (pb.ModelInstanceGroup.KIND_GPU, [0], 2), (pb.ModelInstanceGroup.KIND_GPU, [1], 2)]
     for step in ("tokenizer", "postprocess", "ids"):
-        for name in (model_name(spec, step), bulk_twin(model_name(spec, step))):
+        for name in (step_model(spec.name, step), bulk_twin(step_model(spec.name, step))):
             if (placed / name).exists():
                 groups = read(placed / name).instance_group
                 assert [(g.kind, g.count, list(g.gpus)) for g in groups] == [(pb.ModelInstanceGroup.KIND_CPU, 3, [])]

@@ -1,11 +1,10 @@
 """The CPU engine's variants without building anything: CPU flags (and their override), which variants a CPU
-allows and why not, the one accuracy gate on every task's outputs, the choice among measured candidates, the
-gate's texts, and the manifest fields. Builds, the serve-time re-check and served variants: tests/test_precision.py.
+allows and why not, the choice among measured candidates, the gate's texts, and the manifest fields (the gate
+itself: tests/unit/test_gate.py). Builds, the serve-time re-check and served variants: tests/test_precision.py.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from builder.errors import BuildError
@@ -14,12 +13,13 @@ from builder.variants import (
     AUTO_MIN_ENGINE_BYTES,
     FASTER_BY,
     Candidate,
-    _fastest_passing,
     candidates_for,
+    fastest_passing,
     resolve_precision,
 )
 from trident import cpu
-from trident.precision import GATE_MAX_SCORE_DIFF, GATE_MIN_COSINE, GateReport, gate, int8_format, missing, variant
+from trident.gate import GateReport
+from trident.precision import VARIANTS, int8_format, missing, variant
 from trident.spec import ModelSpec
 
 AVX2 = frozenset("fpu sse4_2 avx avx2 fma".split())  # AMD Zen 3
@@ -104,43 +104,40 @@ def test_int8_format_follows_vnni():
     assert int8_format(EPYC_AVX512) == {"weights": "s8", "reduce_range": False}
 
 
-def test_gate_on_vectors():
-    rng = np.random.default_rng(0)
-    expected = [rng.normal(size=8).astype(np.float32) for _ in range(5)]
-    close = [e + 0.01 * rng.normal(size=8).astype(np.float32) for e in expected]
-    report = gate(spec(), expected, close, strict=False)
-    assert report.passed and GATE_MIN_COSINE <= report.min_cosine < 1
-    assert not gate(spec(), expected, close, strict=True).passed  # float32 variants are held to 1e-4
-    far = [*close[:-1], -expected[-1]]  # one text off is enough to fail
-    assert not gate(spec(), expected, far, strict=False).passed
-    nan = [*close[:-1], np.full(8, np.nan, dtype=np.float32)]
-    assert not gate(spec(), expected, nan, strict=False).passed
+def gate_only(passing: set[str], gated: list[str]):
+    """A gate run that passes the named variants, recording the order it was asked in."""
+    def check(candidate: Candidate) -> GateReport:
+        gated.append(candidate.variant)
+        return GateReport(passed=candidate.variant in passing, num_texts=1)
 
-
-def test_gate_on_scores_and_ner_labels():
-    logits = [np.array([0.3], dtype=np.float32), np.array([-2.0], dtype=np.float32)]
-    assert gate(spec("reranker"), logits, [x + 0.02 for x in logits], strict=False).passed  # sigmoid moves < 0.005
-    report = gate(spec("reranker"), logits, [x + 0.2 for x in logits], strict=False)
-    assert not report.passed and report.max_score_diff > GATE_MAX_SCORE_DIFF
-    tokens = [np.array([[2.0, 0.0], [0.05, 0.0]], dtype=np.float32)]
-    flipped = [np.array([[2.0, 0.0], [0.0, 0.05]], dtype=np.float32)]  # scores move 0.025, one label flips
-    ner = spec("ner")
-    assert gate(ner, tokens, flipped, strict=False, label_texts=0).max_score_diff < 0.03
-    report = gate(ner, tokens, flipped, strict=False, label_texts=1)
-    assert report.labels_changed == 1 and not report.passed
+    return check
 
 
 def test_the_fastest_passing_variant_wins_only_by_a_margin():
-    def candidate(name: str, ms: float, passed: bool = True) -> Candidate:
-        return Candidate(name, ms, GateReport(passed=passed, num_texts=1))
+    reference = Candidate("onnxruntime-fp32", 100)
+    slightly = Candidate("openvino-fp32", 100 / FASTER_BY + 1)
+    gated: list[str] = []
+    chosen = fastest_passing([reference, slightly], 100, gate_only({"onnxruntime-fp32", "openvino-fp32"}, gated))
+    assert chosen.variant == "onnxruntime-fp32" and gated == ["onnxruntime-fp32"]  # too slow to win: not gated
+    fast_fail, fast = Candidate("openvino-int8", 20), Candidate("openvino-bf16", 30)
+    gated = []
+    everything = [Candidate("onnxruntime-fp32", 100), Candidate("openvino-fp32", 100 / FASTER_BY + 1), fast_fail, fast]
+    chosen = fastest_passing(everything, 100, gate_only({"onnxruntime-fp32", "openvino-bf16"}, gated))
+    assert chosen.variant == "openvino-bf16" and gated == ["openvino-int8", "openvino-bf16"]  # fastest first
+    assert [c.report is not None for c in everything] == [False, False, True, True]  # slower ones: no gate run
+    assert fastest_passing([Candidate("openvino-int8", 20)], float("inf"), gate_only(set(), [])) is None  # forced
 
-    reference = candidate("onnxruntime-fp32", 100)
-    slightly = candidate("openvino-fp32", 100 / FASTER_BY + 1)
-    assert _fastest_passing([reference, slightly], 100).variant == "onnxruntime-fp32"
-    fast_fail = candidate("openvino-int8", 20, passed=False)
-    fast = candidate("openvino-bf16", 30)
-    assert _fastest_passing([reference, slightly, fast_fail, fast], 100).variant == "openvino-bf16"
-    assert _fastest_passing([fast_fail], float("inf")) is None  # forced and failing: nothing to serve
+
+def test_a_candidate_that_could_not_be_made_is_never_gated():
+    broken = Candidate("onnxruntime-int8", error="int8 outputs differ from float32")
+    gated: list[str] = []
+    assert fastest_passing([broken, Candidate("onnxruntime-fp32", 100)], 100,
+                           gate_only({"onnxruntime-fp32"}, gated)).variant == "onnxruntime-fp32"
+    assert gated == ["onnxruntime-fp32"] and broken.row()["passed"] is None
+
+
+def test_serve_defers_the_quantized_variants():
+    assert [row.name for row in VARIANTS if row.quantized] == ["onnxruntime-int8", "openvino-int8"]
 
 
 def test_gate_texts_are_many_varied_and_fixed():

@@ -112,7 +112,7 @@ def test_pick_by_route():
     assert error.value.status == 404
 
 
-# --- issue 15's stages: one engine batch wanting two outputs, sparse entries, multi-vector sides ---------------
+# --- one engine batch wanting two outputs, sparse entries, multi-vector sides ----------------------------------
 
 
 class _RecordingEngine:

@@ -15,12 +15,13 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from builder.repository import HOST_SIZED_ROLES, host_step_instances, model_name, served_copy
+from builder.repository import HOST_SIZED_ROLES, host_step_instances, served_copy
 from cli.main import parser
 from cli.ports import PortInUseError
 from cli.workers import WorkerPlan, default_workers, first_slot, reserve_port, reuse_port_sockets
 from gateway.limits import Admission, SharedSlots
 from gateway.settings import GatewaySettings
+from trident.model_names import step_model
 from trident.priorities import bulk_twin
 from trident.spec import ModelSpec
 
@@ -118,7 +119,7 @@ def test_the_served_copy_sizes_the_cheap_steps_for_the_host_and_links_the_build(
     served = served_copy(unit_repository, tmp_path / "served", step_instances=3)
     specs = [ModelSpec.load(manifest) for manifest in unit_repository.glob("*/manifest.json")]
     assert specs
-    names = [model_name(spec, role) for spec in specs for role in HOST_SIZED_ROLES]
+    names = [step_model(spec.name, role) for spec in specs for role in HOST_SIZED_ROLES]
     sized = {*names, *map(bulk_twin, names)}
     assert sorted(p.name for p in served.iterdir()) == sorted(p.name for p in unit_repository.iterdir())
     for model in served.iterdir():
@@ -130,7 +131,7 @@ def test_the_served_copy_sizes_the_cheap_steps_for_the_host_and_links_the_build(
         else:  # engines, ensembles: the build's own folder
             assert model.is_symlink() and _config(model) == _config(built)
     for spec in specs:  # the engine keeps the spec's count
-        engine = served / model_name(spec, "engine")
+        engine = served / step_model(spec.name, "engine")
         assert [group.count for group in _config(engine).instance_group] == [spec.engine_instances]
 
 

@@ -3,7 +3,7 @@
 - Packed (varlen): the sequences of a batch are concatenated into one row of `sum(lengths)` tokens and
   `cu_seqlens` marks where each starts; attention runs per sequence, so no token is padding.
 - Padded: a batch is `rows x longest`, padded on one side; used where varlen attention is not available.
-  Grouping by length (`trident.onnx_engine.plan_batches`) keeps that padding small.
+  Grouping by length (`trident.batching.plan_batches`) keeps that padding small.
 
 With CUDA graphs, shapes must repeat: `bucket` rounds the token count (and the sequence count) up to a few
 fixed sizes, and the padding becomes extra dummy sequences whose outputs are dropped.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trident.onnx_engine import BatchedEngine
+from trident.engines.contract import BatchedEngine
 from trident.spec import ModelSpec
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the NNCF model's own int8 ops, the rest f32

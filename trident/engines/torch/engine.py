@@ -1,4 +1,4 @@
-"""TorchEngine: the engine contract of `trident.onnx_engine.OnnxEngine` over a transformers model in PyTorch.
+"""TorchEngine: the engine contract (`trident.engines.contract.Engine`) over a transformers model in PyTorch.
 
     run(unpadded token id sequences[, token type ids]) -> one float32 array per input, in the caller's order
 
@@ -27,14 +27,13 @@ from torch import nn
 from trident import heads
 from trident import tensors as T
 from trident.batching import unpad_rows
+from trident.engines.torch import attention
+from trident.engines.torch.fp8 import fp8_supported, quantize_linears
+from trident.engines.torch.packing import pack, pad, padded_position_ids, plan_batches, plan_packed
+from trident.head_layers import DenseStack, pool_packed, pool_padded, splade_pool_padded
 from trident.models import register as register_trident_models
 from trident.spec import ModelSpec
 from trident.tasks import task_of
-from trident.torch_engine import attention
-from trident.torch_engine.fp8 import fp8_supported, quantize_linears
-from trident.torch_engine.head import DenseStack
-from trident.torch_engine.packing import pack, pad, padded_position_ids, plan_batches, plan_packed
-from trident.torch_engine.pooling import pool_packed, pool_padded, splade_pool_padded
 
 CAUSAL_MODEL_TYPES = frozenset({"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3_text", "phi3"})
 # RoBERTa-style models number positions from padding_idx + 1.
@@ -282,3 +281,8 @@ class TorchEngine:
             splade = self.spec.head[0]
             return splade_pool_padded(out.logits, attention_mask, splade["strategy"], splade["activation"])
         return self.dense(pool_padded(out.last_hidden_state, attention_mask, self.spec.pooling or "mean"))
+
+
+def load(spec: ModelSpec, files: Path) -> TorchEngine:
+    """The engine step of a torch build: the checkpoint the build copied beside it."""
+    return TorchEngine.load(files / "checkpoint", spec)

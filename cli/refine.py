@@ -1,0 +1,142 @@
+"""The CPU variants that `trident serve` deferred, measured in the background once the server is up.
+
+A first `trident serve` of a model with `--precision auto` builds it with the variants it can time and gate at
+once (builder/variants.py, `defer_quantized`), so that it serves within about a minute; the quantized (int8)
+variants take tens of seconds more each to make. A refinement then builds the model again with every variant,
+in a child process at the lowest CPU priority, into a folder beside the first build (`<build>-refined`), which
+every later start serves instead (cli/serve.py `prepare_model`). Stopping the server stops the refinement (and
+the kernel does, should the server die); an unfinished one starts again with the next `trident serve`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from trident.spec import ModelSpec
+
+REFINED_SUFFIX = "-refined"
+NICENESS = 19  # the lowest priority: the server's processes always come first
+PR_SET_PDEATHSIG = 1  # prctl: the signal this process gets when the thread that started it exits
+STOP_TIMEOUT_S = 10.0
+
+log = logging.getLogger("trident.serve")
+
+
+def refined(repository: Path) -> Path:
+    """Where the refinement of the build in `repository` goes."""
+    return repository.with_name(repository.name + REFINED_SUFFIX)
+
+
+def deferred(repository: Path) -> list[ModelSpec]:
+    """The models of a build whose quantized variants were left for later and are not refined yet."""
+    specs = [ModelSpec.load(manifest) for manifest in sorted(repository.glob("*/manifest.json"))]
+    return [spec for spec in specs if spec.variant_choice.get("deferred")
+            and not (refined(repository) / spec.name / "manifest.json").is_file()]
+
+
+@dataclass
+class Refinement:
+    """One model's refinement, started by `trident serve` and stopped with it."""
+
+    repository: Path  # the build `trident serve` started from
+    spec: ModelSpec
+    build_options: dict[str, object]  # as `trident serve` built it (cli.main._build_options)
+    process: subprocess.Popen | None = None
+
+    @property
+    def log_file(self) -> Path:
+        target = refined(self.repository)
+        return target.with_name(target.name + ".log")
+
+    def command(self) -> list[str]:
+        job = {"model": self.spec.source, "name": self.spec.name, "out": str(refined(self.repository)),
+               "options": self.build_options, "parent": os.getpid()}
+        return [sys.executable, "-m", "cli.refine", json.dumps(job)]
+
+    def start(self) -> None:
+        """From the serve process's main thread: the child dies with that thread (PR_SET_PDEATHSIG)."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        log.info("%s: measuring %s in the background (nice %d; log %s); the next start serves the fastest variant "
+                 "that passes", self.spec.name, ", ".join(self.spec.variant_choice["deferred"]), NICENESS,
+                 self.log_file)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_refinements(repositories: list[Path], build_options: dict[str, object]) -> list[Refinement]:
+    """A refinement for every model of these builds whose quantized variants were deferred."""
+    refinements = [Refinement(repository, spec, build_options)
+                   for repository in repositories for spec in deferred(repository)]
+    for refinement in refinements:
+        refinement.start()
+    return refinements
+
+
+# --- the child ----------------------------------------------------------------------------------------------
+
+
+def run(model: str, name: str, out: Path, options: dict[str, object]) -> int:
+    """Build `model` with every variant into `out`, through a partial folder renamed when complete. One
+    refinement of `out` at a time: another one running (holding the lock) makes this one a no-op."""
+    from builder.build import BuildOptions, build, summary
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{out}: another refinement is running", flush=True)
+            return 0
+        if (out / name / "manifest.json").is_file():
+            return 0
+        partial = out.with_name(out.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # what a stopped refinement left
+        result = build(BuildOptions(model=model, out=partial, name=name, **options),
+                       progress=lambda message: print(message, flush=True))
+        print(summary(result), flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+        partial.rename(out)
+    return 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """The kernel sends SIGTERM when the server's main thread exits; if it already has, stop now."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    job = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    _die_with_parent(job["parent"])
+    os.nice(NICENESS)
+    return run(job["model"], job["name"], Path(job["out"]), job["options"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""A first `trident serve` serves without waiting for the quantized CPU variants, and measures them afterwards.
+
+The build leaves the int8 variants out (`defer_quantized`) and names them in the manifest; a refinement builds
+the model again with every variant into `<build>-refined`, in a child process at the lowest CPU priority that
+stops with the server; later starts serve the refinement. The first start's own time is a benchmark
+(docs/benchmarks.md), not a test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import builder.variants
+from cli import refine
+from cli.main import _build_options, parser
+from cli.serve import ModelArg, prepare_model
+from testkit.factories import make_tiny_bert
+from trident import cpu
+from trident.precision import VARIANTS
+from trident.spec import ModelSpec
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRIDENT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny", pooling="mean", normalize=True)
+
+
+def serve_options(**changes: object) -> dict[str, object]:
+    return {**_build_options(parser().parse_args(["serve"])), "precision": "auto", **changes}
+
+
+def manifest(repository: Path) -> ModelSpec:
+    return ModelSpec.load(repository / "t" / "manifest.json")
+
+
+def test_the_quantized_variants_wait_and_a_refinement_measures_every_variant(home, tiny, monkeypatch):
+    monkeypatch.setattr(builder.variants, "AUTO_MIN_ENGINE_BYTES", 0)  # measure even a tiny model
+    allowed = [row.name for row in builder.variants.candidates_for("auto", cpu.cpu_flags(), 1 << 40)]
+    quantized = [name for name in allowed if name in {row.name for row in VARIANTS if row.quantized}]
+    assert quantized, "this CPU allows no quantized variant: nothing to defer"
+    first = prepare_model(ModelArg(str(tiny), "t"), serve_options(), lambda _: None, defer_quantized=True)
+    choice = manifest(first).variant_choice
+    assert choice["deferred"] == quantized
+    assert [row["variant"] for row in choice["candidates"]] == [name for name in allowed if name not in quantized]
+    assert [spec.name for spec in refine.deferred(first)] == ["t"]
+
+    assert refine.run(str(tiny), "t", refine.refined(first), serve_options()) == 0  # what the child runs
+    complete = manifest(refine.refined(first)).variant_choice
+    assert complete["deferred"] == [] and [row["variant"] for row in complete["candidates"]] == allowed
+    assert refine.deferred(first) == []
+    assert prepare_model(ModelArg(str(tiny), "t"), serve_options(), lambda _: None) == refine.refined(first)
+
+
+def test_the_refinement_runs_at_the_lowest_priority_and_stops_with_the_server(home, tiny):
+    options = serve_options(precision="onnxruntime-fp32")  # a quick build: the child's own work is not the point
+    repository = home / "builds" / "key"
+    spec = ModelSpec(name="t", task="embedding", architecture="BertModel", model_type="bert", max_length=64, dim=32,
+                     source=str(tiny), variant_choice={"deferred": ["onnxruntime-int8"]})
+    refinement = refine.Refinement(repository, spec, options)
+    refinement.start()
+    niceness = _wait_for(lambda: _niceness(refinement.process.pid), 30)
+    assert niceness == refine.NICENESS
+    refinement.stop()
+    assert refinement.process.poll() is not None and not _alive(refinement.process.pid)
+
+    finished = refine.Refinement(repository, spec, options)
+    finished.start()
+    assert finished.process.wait(300) == 0, finished.log_file.read_text()[-2000:]
+    assert manifest(refine.refined(repository)).variant == "onnxruntime-fp32"
+    assert not refine.refined(repository).with_name(f"key{refine.REFINED_SUFFIX}.partial").exists()
+
+
+def _niceness(pid: int) -> int | None:
+    """The process's nice value once it has set it (None before)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16]) if int(fields[16]) != 0 else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for(probe, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := probe()) is not None:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")

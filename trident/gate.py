@@ -1,0 +1,132 @@
+"""The accuracy gate: how far an engine's outputs may be from a reference's before the engine may be served,
+and one report of how far they are. Every check that lets an engine through uses it: the exported graph against
+torch (builder/export.py) and against transformers (builder/parity.py), the torch engine in half precision and
+FP8 (builder/torch_build.py, builder/quantization.py), the int8 MatMul search (builder/int8.py), and the CPU
+precision variants at build time and again on another kind of CPU (builder/variants.py, trident/precision.py).
+
+Vector outputs (embeddings, token vectors) are judged by the cosine of each row; logits by their raw difference
+and by the scores served from them (sigmoid of one logit, softmax of several), and NER by its labels too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from trident.postprocess import sigmoid, softmax
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What may differ from the reference; the defaults hold nothing."""
+
+    min_cosine: float = -math.inf  # vector outputs: every row's cosine to the reference's
+    max_abs_diff: float = math.inf  # every output, raw
+    max_logit_diff: float = math.inf  # logits, raw
+    max_score_diff: float = math.inf  # logits as the scores served; with it, no NER label may change
+
+    def describe(self) -> str:
+        limits = [(self.min_cosine > -math.inf, f"cosine >= {self.min_cosine:g}"),
+                  (self.max_abs_diff < math.inf, f"|diff| <= {self.max_abs_diff:g}"),
+                  (self.max_logit_diff < math.inf, f"logit diff <= {self.max_logit_diff:g}"),
+                  (self.max_score_diff < math.inf, f"score diff <= {self.max_score_diff:g}")]
+        return " / ".join(text for held, text in limits if held)
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    # Another float32 engine of the same model (the ONNX graph vs transformers, OpenVINO vs ONNX Runtime).
+    "float32": Tolerance(min_cosine=0.99999, max_abs_diff=1e-4),
+    # The torch engine in fp16 / bf16 on a GPU against transformers in float32.
+    "half": Tolerance(min_cosine=0.999, max_logit_diff=0.05),
+    # The CPU's reduced precisions (bf16, int8 variants, and each int8 MatMul combination tried) vs float32.
+    "reduced": Tolerance(min_cosine=0.99, max_score_diff=0.01),
+    # FP8 linear layers against the same engine unquantized (bf16 on the GPU).
+    "fp8": Tolerance(min_cosine=0.99),
+}
+
+
+@dataclass
+class GateReport:
+    passed: bool
+    num_texts: int
+    min_cosine: float = float("nan")  # over the rows of vector outputs (NaN: no row wider than one number)
+    mean_cosine: float = float("nan")
+    max_abs_diff: float = float("nan")
+    max_score_diff: float = float("nan")  # logits only
+    labels_changed: int = 0  # NER tokens whose label moved, on the texts whose labels are checked
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateReport:
+        """A report saved in a manifest (with whatever else was saved beside it)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def describe(self) -> str:
+        parts = []
+        if not np.isnan(self.min_cosine):
+            parts.append(f"min cosine {self.min_cosine:.5f}")
+        if not np.isnan(self.max_score_diff):
+            parts.append(f"max |score diff| {self.max_score_diff:.4f}")
+        if self.labels_changed:
+            parts.append(f"{self.labels_changed} NER labels changed")
+        return ", ".join(parts) + f" over {self.num_texts} texts"
+
+
+def cosines(expected: list[np.ndarray], actual: list[np.ndarray]) -> np.ndarray:
+    """The cosine of each row (a per-token output: each token's row), in float64; NaN stays NaN."""
+    want = np.concatenate([e.reshape(-1, e.shape[-1]) for e in expected]).astype(np.float64)
+    got = np.concatenate([a.reshape(-1, a.shape[-1]) for a in actual]).astype(np.float64)
+    norms = np.maximum(np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1), 1e-30)
+    return (want * got).sum(axis=1) / norms
+
+
+def scores(logits: np.ndarray) -> np.ndarray:
+    """What the postprocess serves from logits: sigmoid of one, softmax of several."""
+    logits = logits.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a NaN stays NaN (and fails), without a warning
+        return sigmoid(logits) if logits.shape[-1] == 1 else softmax(logits)
+
+
+def compare(expected: list[np.ndarray], actual: list[np.ndarray], *, logits: bool, label_texts: int = 0) -> GateReport:
+    """How far `actual` (one output per text) is from `expected`. `label_texts`: the first texts, whose NER labels
+    are checked. A shape that differs raises ValueError naming the text."""
+    for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        if want.shape != got.shape:
+            raise ValueError(f"text {i}: output shape {got.shape} != the reference's {want.shape}")
+    report = GateReport(passed=False, num_texts=len(expected))
+    # np.max (not max()) so that a NaN propagates, and NaN fails every limit.
+    report.max_abs_diff = float(np.max([np.max(np.abs(e - a)) for e, a in zip(expected, actual, strict=True)]))
+    if expected and expected[0].shape[-1] > 1:
+        row_cosines = cosines(expected, actual)
+        report.min_cosine, report.mean_cosine = float(np.min(row_cosines)), float(np.mean(row_cosines))
+    if logits:
+        report.max_score_diff = float(np.max([np.max(np.abs(scores(e) - scores(a)))
+                                              for e, a in zip(expected, actual, strict=True)]))
+        report.labels_changed = int(sum(np.sum(np.argmax(e, -1) != np.argmax(a, -1))
+                                        for e, a in zip(expected[:label_texts], actual[:label_texts], strict=True)
+                                        if e.ndim > 1))  # per-token logits: NER
+    return report
+
+
+def passes(report: GateReport, tolerance: Tolerance, *, logits: bool) -> bool:
+    """Whether the report is within the tolerance (NaN anywhere it is judged fails)."""
+    within = [report.max_abs_diff <= tolerance.max_abs_diff]
+    if logits:
+        within += [report.max_abs_diff <= tolerance.max_logit_diff, report.max_score_diff <= tolerance.max_score_diff,
+                   tolerance.max_score_diff == math.inf or report.labels_changed == 0]
+    else:
+        within.append(report.min_cosine >= tolerance.min_cosine)
+    return all(within)
+
+
+def gate(expected: list[np.ndarray], actual: list[np.ndarray], tolerance: str, *, logits: bool,
+         label_texts: int = 0) -> GateReport:
+    """`compare`, judged by the tolerance of that name (looked up when called)."""
+    report = compare(expected, actual, logits=logits, label_texts=label_texts)
+    report.passed = passes(report, TOLERANCES[tolerance], logits=logits)
+    return report
