@@ -51,8 +51,9 @@ class BuildOptions:
     # The CPU engine's variant: auto | fp32 | bf16 | int8 | a variant's name (builder/variants.py); None: the
     # default ($TRIDENT_PRECISION, else auto), or onnxruntime-int8 with quantization int8.
     precision: str | None = field(default=None)
-    # `trident serve`: with auto, leave the quantized CPU variants for later (builder/variants.py, cli/refine.py).
-    defer_quantized: bool = False
+    # `trident serve`: with auto, serve ONNX Runtime float32 at once and choose among the CPU variants later, in
+    # the background (builder/variants.py, cli/refine.py).
+    defer_variants: bool = False
 
 
 @dataclass
@@ -110,7 +111,7 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
         save_tokenizer(model_dir, staging_dir / "tokenizer.json")
         spec.variant_choice = {}
         job = EngineBuild(model_dir, spec, staging_dir, precision, progress, options.trust_remote_code,
-                          options.defer_quantized)
+                          options.defer_variants)
         built = kind.builder()(job)
         if spec.task_row.dense_vectors:
             _calibrate(model_dir, spec, built.served(), progress)

@@ -28,7 +28,7 @@ class EngineBuild:
     precision: str  # the CPU engine's variant asked for (builder.variants.resolve_precision)
     progress: Progress
     trust_remote_code: bool = False
-    defer_quantized: bool = False  # builder/variants.py: the quantized CPU variants measured later
+    defer_variants: bool = False  # builder/variants.py: the CPU variants measured later, by a refinement
 
     @property
     def onnx_file(self) -> Path:
@@ -50,7 +50,7 @@ def build_onnxruntime(job: EngineBuild) -> BuiltEngine:
     export_and_check(job)
     files = {**onnx_files(job.onnx_file),
              **choose_variant(job.model_dir, job.spec, job.onnx_file, job.precision, job.progress,
-                              defer_quantized=job.defer_quantized)}
+                              defer=job.defer_variants)}
     return BuiltEngine(files, lambda: open_engine(job.spec.variant, job.onnx_file.parent, job.spec))
 
 

@@ -9,8 +9,8 @@ noise, and they stay ONNX Runtime float32. `fp32`, `bf16` and `int8` choose amon
 precision, a variant's name forces it; a forced choice the CPU lacks, or one that fails the gate, is refused
 and nothing is written.
 
-`trident serve` may defer the quantized variants (`Variant.quantized`: their own int8 files take tens of
-seconds to make) so that a first start serves at once; it then measures them in the background (cli/refine.py).
+A first `trident serve` defers the choice (`defer`): it serves ONNX Runtime float32, which the build has already
+checked against transformers, at once, and measures the variants in the background (cli/refine.py).
 """
 
 from __future__ import annotations
@@ -113,9 +113,10 @@ def candidates_for(precision: str, flags: frozenset[str], engine_bytes: int) -> 
 
 
 def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision: str, progress: Progress,
-                   flags: frozenset[str] | None = None, defer_quantized: bool = False) -> dict[str, Path]:
+                   flags: frozenset[str] | None = None, defer: bool = False) -> dict[str, Path]:
     """Set spec.variant and spec.variant_choice; return the engine files the variant adds beside model.onnx.
-    `defer_quantized` (auto only): leave the quantized variants out, named in `variant_choice["deferred"]`."""
+    `defer` (auto only): keep ONNX Runtime float32 for now and name the other candidates in
+    `variant_choice["deferred"]`, for a refinement to measure."""
     flags = cpu.cpu_flags() if flags is None else flags
     rows = candidates_for(precision, flags, _graph_bytes(onnx_file))
     if spec.task_row.hybrid:  # the gate compares the dense output alone: the sparse and ColBERT ones stay float32
@@ -123,7 +124,7 @@ def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision:
             raise BuildError(f"--precision {precision}: a hybrid (BGE-M3) model is served as {REFERENCE} (the "
                              "precision gate checks only its dense output); use --precision fp32")
         rows = [row for row in rows if row.name == REFERENCE]
-    deferred = [row for row in rows if defer_quantized and precision == "auto" and row.quantized]
+    deferred = [row for row in rows if defer and precision == "auto" and row.name != REFERENCE]
     rows = [row for row in rows if row not in deferred]
     spec.variant = REFERENCE
     spec.variant_choice = {"precision": precision, "cpu_kind": cpu.cpu_kind(flags),
@@ -136,8 +137,7 @@ def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision:
     ids, types, label_texts = _gate_inputs(model_dir, spec)
     progress(f"CPU {cpu.cpu_kind(flags)} ({' '.join(cpu.relevant_flags(flags))}): timing "
              f"{', '.join(row.name for row in rows)} on {SPEED_BATCH[0]} x {SPEED_BATCH[1]} tokens, then gating the "
-             f"fastest first on {len(ids)} texts" + (f" ({', '.join(c.name for c in deferred)} later)" if deferred
-                                                     else ""))
+             f"fastest first on {len(ids)} texts")
     reference = OnnxEngine(onnx_file, spec, threads, spec.pad_token_id)
     expected = reference.run(ids, types)
     save_gate(folder / GATE_FILE, ids, types, expected, label_texts)

@@ -255,7 +255,7 @@ def run_serve(args: argparse.Namespace) -> int:
                                   "metrics": args.triton_metrics_port})
             models = [ModelArg.parse(m) for m in args.model] or ([] if args.repository else default_models())
             progress = logging.getLogger("trident.serve").info  # JSON lines too, with --log-format json
-            built = [prepare_model(m, _build_options(args), progress, defer_quantized=True) for m in models]
+            built = [prepare_model(m, _build_options(args), progress, defer_variants=True) for m in models]
             repositories += built
             server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"], step_instances,
                                  args.gpus)

@@ -1,8 +1,9 @@
 """The CPU variants that `trident serve` deferred, measured in the background once the server is up.
 
-A first `trident serve` of a model with `--precision auto` builds it with the variants it can time and gate at
-once (builder/variants.py, `defer_quantized`), so that it serves within about a minute; the quantized (int8)
-variants take tens of seconds more each to make. A refinement then builds the model again with every variant,
+A first `trident serve` of a model with `--precision auto` serves ONNX Runtime float32 at once (the build has
+checked it against transformers) and leaves the variants (OpenVINO, bf16, int8), which take a minute or two to
+make, time and gate on a small machine, for later (builder/variants.py, `defer`). A refinement then builds the
+model again with every variant,
 in a child process at the lowest CPU priority, into a folder beside the first build (`<build>-refined`), which
 every later start serves instead (cli/serve.py `prepare_model`). Stopping the server stops the refinement (and
 the kernel does, should the server die); an unfinished one starts again with the next `trident serve`.
@@ -39,7 +40,7 @@ def refined(repository: Path) -> Path:
 
 
 def deferred(repository: Path) -> list[ModelSpec]:
-    """The models of a build whose quantized variants were left for later and are not refined yet."""
+    """The models of a build whose variants were left for later and are not refined yet."""
     specs = [ModelSpec.load(manifest) for manifest in sorted(repository.glob("*/manifest.json"))]
     return [spec for spec in specs if spec.variant_choice.get("deferred")
             and not (refined(repository) / spec.name / "manifest.json").is_file()]
@@ -88,7 +89,7 @@ class Refinement:
 
 
 def start_refinements(repositories: list[Path], build_options: dict[str, object]) -> list[Refinement]:
-    """A refinement for every model of these builds whose quantized variants were deferred."""
+    """A refinement for every model of these builds whose variants were deferred."""
     refinements = [Refinement(repository, spec, build_options)
                    for repository in repositories for spec in deferred(repository)]
     for refinement in refinements:

@@ -31,10 +31,10 @@ class ModelArg:
 
 
 def prepare_model(model: ModelArg, build_options: dict[str, object], progress=print,
-                  defer_quantized: bool = False) -> Path:
+                  defer_variants: bool = False) -> Path:
     """Return a repository folder holding this model, building it only if no matching build exists (its
-    refinement first: cli/refine.py). `defer_quantized`: a new build leaves the quantized CPU variants for a
-    refinement, so that a first start serves sooner."""
+    refinement first: cli/refine.py). `defer_variants`: a new build serves ONNX Runtime float32 and leaves the
+    choice among the CPU variants to a refinement, so that a first start does not wait for it."""
     model_dir = resolve_checkpoint(model.source)
     name = model.name or default_name(model_dir, model.source)
     key = build_key(content_hash(model_dir), f"{__version__}/{REPOSITORY_FORMAT}",
@@ -45,7 +45,7 @@ def prepare_model(model: ModelArg, build_options: dict[str, object], progress=pr
             progress(f"reusing the build of {name} in {folder}")
             return folder
     result = build(BuildOptions(model=str(model_dir), out=repository, name=name, **build_options,
-                                defer_quantized=defer_quantized), progress)
+                                defer_variants=defer_variants), progress)
     progress(summary(result))
     return repository
 

@@ -1,8 +1,8 @@
-"""A first `trident serve` serves without waiting for the quantized CPU variants, and measures them afterwards.
+"""A first `trident serve` serves without waiting for the choice among the CPU variants, and makes it afterwards.
 
-The build leaves the int8 variants out (`defer_quantized`) and names them in the manifest; a refinement builds
-the model again with every variant into `<build>-refined`, in a child process at the lowest CPU priority that
-stops with the server; later starts serve the refinement. The first start's own time is a benchmark
+The build serves ONNX Runtime float32 and names the other candidates in the manifest (`defer_variants`); a
+refinement builds the model again with every variant into `<build>-refined`, in a child process at the lowest
+CPU priority that stops with the server; later starts serve the refinement. The first start's own time is a benchmark
 (docs/benchmarks.md), not a test.
 """
 
@@ -20,7 +20,7 @@ from cli.main import _build_options, parser
 from cli.serve import ModelArg, prepare_model
 from testkit.factories import make_tiny_bert
 from trident import cpu
-from trident.precision import VARIANTS
+from trident.precision import REFERENCE
 from trident.spec import ModelSpec
 
 
@@ -43,15 +43,13 @@ def manifest(repository: Path) -> ModelSpec:
     return ModelSpec.load(repository / "t" / "manifest.json")
 
 
-def test_the_quantized_variants_wait_and_a_refinement_measures_every_variant(home, tiny, monkeypatch):
+def test_the_variants_wait_and_a_refinement_measures_every_one(home, tiny, monkeypatch):
     monkeypatch.setattr(builder.variants, "AUTO_MIN_ENGINE_BYTES", 0)  # measure even a tiny model
     allowed = [row.name for row in builder.variants.candidates_for("auto", cpu.cpu_flags(), 1 << 40)]
-    quantized = [name for name in allowed if name in {row.name for row in VARIANTS if row.quantized}]
-    assert quantized, "this CPU allows no quantized variant: nothing to defer"
-    first = prepare_model(ModelArg(str(tiny), "t"), serve_options(), lambda _: None, defer_quantized=True)
-    choice = manifest(first).variant_choice
-    assert choice["deferred"] == quantized
-    assert [row["variant"] for row in choice["candidates"]] == [name for name in allowed if name not in quantized]
+    first = prepare_model(ModelArg(str(tiny), "t"), serve_options(), lambda _: None, defer_variants=True)
+    built = manifest(first)
+    assert built.variant == REFERENCE and built.variant_choice["candidates"] == []
+    assert built.variant_choice["deferred"] == [name for name in allowed if name != REFERENCE]
     assert [spec.name for spec in refine.deferred(first)] == ["t"]
 
     assert refine.run(str(tiny), "t", refine.refined(first), serve_options()) == 0  # what the child runs
@@ -65,7 +63,7 @@ def test_the_refinement_runs_at_the_lowest_priority_and_stops_with_the_server(ho
     options = serve_options(precision="onnxruntime-fp32")  # a quick build: the child's own work is not the point
     repository = home / "builds" / "key"
     spec = ModelSpec(name="t", task="embedding", architecture="BertModel", model_type="bert", max_length=64, dim=32,
-                     source=str(tiny), variant_choice={"deferred": ["onnxruntime-int8"]})
+                     source=str(tiny), variant_choice={"deferred": ["openvino-bf16"]})
     refinement = refine.Refinement(repository, spec, options)
     refinement.start()
     niceness = _wait_for(lambda: _niceness(refinement.process.pid), 30)

@@ -40,11 +40,6 @@ class Variant:
     needs: tuple[str, ...] = ()  # CPU flags, any of which it needs
 
     @property
-    def quantized(self) -> bool:
-        """It has int8 files of its own, which the build makes (and checks) first: tens of seconds on 2 cores."""
-        return self.precision == "int8"
-
-    @property
     def tolerance(self) -> str:
         """Its gate against ONNX Runtime float32 (trident.gate): float32 parity, or the reduced precisions'."""
         return "float32" if self.precision == "fp32" else "reduced"

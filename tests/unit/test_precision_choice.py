@@ -19,7 +19,7 @@ from builder.variants import (
 )
 from trident import cpu
 from trident.gate import GateReport
-from trident.precision import VARIANTS, int8_format, missing, variant
+from trident.precision import int8_format, missing, variant
 from trident.spec import ModelSpec
 
 AVX2 = frozenset("fpu sse4_2 avx avx2 fma".split())  # AMD Zen 3
@@ -134,10 +134,6 @@ def test_a_candidate_that_could_not_be_made_is_never_gated():
     assert fastest_passing([broken, Candidate("onnxruntime-fp32", 100)], 100,
                            gate_only({"onnxruntime-fp32"}, gated)).variant == "onnxruntime-fp32"
     assert gated == ["onnxruntime-fp32"] and broken.row()["passed"] is None
-
-
-def test_serve_defers_the_quantized_variants():
-    assert [row.name for row in VARIANTS if row.quantized] == ["onnxruntime-int8", "openvino-int8"]
 
 
 def test_gate_texts_are_many_varied_and_fixed():
