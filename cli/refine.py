@@ -3,10 +3,11 @@
 A first `trident serve` of a model with `--precision auto` serves ONNX Runtime float32 at once (the build has
 checked it against transformers) and leaves the variants (OpenVINO, bf16, int8), which take a minute or two to
 make, time and gate on a small machine, for later (builder/variants.py, `defer`). A refinement then builds the
-model again with every variant,
-in a child process at the lowest CPU priority, into a folder beside the first build (`<build>-refined`), which
-every later start serves instead (cli/serve.py `prepare_model`). Stopping the server stops the refinement (and
-the kernel does, should the server die); an unfinished one starts again with the next `trident serve`.
+model again with every variant in a child process that runs only on CPU time nobody else wants (SCHED_IDLE, and
+nice 19), from START_DELAY_S after Triton is up (the gateway starts meanwhile), into a folder beside the first
+build (`<build>-refined`), which every later start serves instead (cli/serve.py `prepare_model`). Stopping the
+server stops the refinement (and the kernel does, should the server die); an unfinished one starts again with
+the next `trident serve`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from trident.spec import ModelSpec
 
 REFINED_SUFFIX = "-refined"
-NICENESS = 19  # the lowest priority: the server's processes always come first
+NICENESS = 19  # the lowest priority where SCHED_IDLE is not allowed: the server's processes come first
+START_DELAY_S = 10.0  # the gateway's own start, and the first requests, before any of the refinement's work
 PR_SET_PDEATHSIG = 1  # prctl: the signal this process gets when the thread that started it exits
 STOP_TIMEOUT_S = 10.0
 
@@ -62,7 +65,7 @@ class Refinement:
 
     def command(self) -> list[str]:
         job = {"model": self.spec.source, "name": self.spec.name, "out": str(refined(self.repository)),
-               "options": self.build_options, "parent": os.getpid()}
+               "options": self.build_options, "parent": os.getpid(), "delay_s": START_DELAY_S}
         return [sys.executable, "-m", "cli.refine", json.dumps(job)]
 
     def start(self) -> None:
@@ -71,9 +74,9 @@ class Refinement:
         with self.log_file.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-        log.info("%s: measuring %s in the background (nice %d; log %s); the next start serves the fastest variant "
-                 "that passes", self.spec.name, ", ".join(self.spec.variant_choice["deferred"]), NICENESS,
-                 self.log_file)
+        log.info("%s: serving %s; measuring %s in the background on idle CPU time (log %s); the next start serves "
+                 "the fastest variant that passes", self.spec.name, self.spec.variant,
+                 ", ".join(self.spec.variant_choice["deferred"]), self.log_file)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -132,10 +135,18 @@ def _die_with_parent(parent: int) -> None:
         raise SystemExit(0)
 
 
+def _lowest_priority() -> None:
+    """SCHED_IDLE: run only when a core would otherwise idle; nice 19 as well (and alone where it is refused)."""
+    os.nice(NICENESS)
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     job = json.loads((argv if argv is not None else sys.argv[1:])[0])
     _die_with_parent(job["parent"])
-    os.nice(NICENESS)
+    _lowest_priority()
+    time.sleep(job["delay_s"])
     return run(job["model"], job["name"], Path(job["out"]), job["options"])
 
 
