@@ -112,7 +112,7 @@ def _build(options: BuildOptions, published_dir: Path, model_dir: Path, started:
         spec.variant_choice = {}
         job = EngineBuild(model_dir, spec, staging_dir, precision, progress, options.trust_remote_code,
                           options.defer_variants)
-        built = kind.builder()(job)
+        built = kind.build_function()(job)
         if spec.task_row.dense_vectors:
             _calibrate(model_dir, spec, built.served(), progress)
         progress("writing the Triton model repository")

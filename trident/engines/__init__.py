@@ -42,7 +42,8 @@ class EngineKind:
         """The engine over the files the build put in the engine model's version folder."""
         return importlib.import_module(self.runtime).load(spec, files)
 
-    def builder(self) -> Callable[..., Any]:
+    def build_function(self) -> Callable[..., Any]:
+        """The builder function the row names (builder/engine_builds.py), imported now."""
         module, function = self.build.split(":")
         return getattr(importlib.import_module(module), function)
 
