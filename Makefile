@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install serve test test-fast reference-venv fuzz soak lint bench loadtest peers peers-st clean gpu-pack gpu-dry-run
+.PHONY: install serve test test-fast reference-venv fuzz soak lint docs bench loadtest peers peers-st clean gpu-pack gpu-dry-run
 
 install: $(STAMP)
 
@@ -77,12 +77,12 @@ loadtest: $(BENCH_STAMP)
 fuzz: $(STAMP)
 	TRIDENT_FUZZ_EXAMPLES=$${TRIDENT_FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest -q tests/unit/test_fuzz.py
 
-# Issue 7's longer bounded run (a few minutes): 2-minute overload with RSS, SIGKILL cycles, stub crash,
+# The longer bounded reliability run (a few minutes): 2-minute overload with RSS, SIGKILL cycles, stub crash,
 # SIGTERM drain; prints requests sent, errors by kind, wrong answers, peak RSS and recovery times as JSON.
 soak: $(STAMP)
 	$(BIN)/python -m soak.run $(SOAK_ARGS)
 
-# First light on a GPU (README): the folder a bare GPU machine needs (< 64 MiB, PyPI needed here, ~3 minutes),
+# First light on a GPU (docs/gpu-engines.md): the folder a bare GPU machine needs (< 64 MiB, PyPI needed here, ~3 minutes),
 # and the same run on this CPU at toy sizes. On the GPU machine: bash bench/gpu_first_light.sh
 gpu-pack: $(STAMP)
 	$(BIN)/python bench/first_light.py pack
@@ -93,5 +93,9 @@ gpu-dry-run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 
+# The reference docs (docs/, mkdocs.yml) into site/; `make test` builds them too (tests/unit/test_docs.py).
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict
+
 clean:
-	rm -rf .trident .pytest_cache .ruff_cache
+	rm -rf .trident .pytest_cache .ruff_cache site

@@ -1,11 +1,13 @@
 """Cold start of `trident serve` (empty build cache, then warm restart) and p50 of one short request.
 
-    .venv/bin/python bench/cold_start.py [--source CHECKOUT] [--no-requests]
+    .venv/bin/python bench/cold_start.py [--source CHECKOUT] [--no-requests] [--wait-refinement]
 
 Each start is timed from launching the process to the first `/health` 200 (model built or reused,
 tritonserver ready, gateway up); the first start is split into phases from the server's own log lines.
 Then 300 sequential single-text `/v1/embeddings` requests. `--source` runs another checkout's `trident serve`
-(with this venv), e.g. an older commit's, for a before / after comparison on the same machine. Writes
+(with this venv), e.g. an older commit's, for a before / after comparison on the same machine.
+`--wait-refinement` lets the first server run until its background refinement (cli/refine.py) has written the
+build every later start serves, and notes how long that took and which variant it chose. Writes
 bench/results/cold-start-<time>.json (with the CPU, its flags and the load average) and prints it.
 """
 
@@ -78,6 +80,18 @@ def phases(log: Path, launched: float, seconds: float) -> dict[str, float]:
     return {name: round(end - at, 1) for (name, at), (_, end) in itertools.pairwise(present)}
 
 
+def wait_for_refinement(home: Path, healthy: float, timeout_s: float = 1800) -> dict[str, object]:
+    """Seconds from the first /health 200 until the refined build exists, and the variant it chose."""
+    while time.time() - healthy < timeout_s:
+        manifests = list(home.glob("builds/*-refined/*/manifest.json"))
+        if manifests:
+            choice = json.loads(manifests[0].read_text())
+            return {"after_healthy_s": round(time.time() - healthy, 1), "variant": choice["variant"],
+                    "candidates": {row["variant"]: row["passed"] for row in choice["variant_choice"]["candidates"]}}
+        time.sleep(1)
+    return {"after_healthy_s": None, "variant": None}
+
+
 def short_request_latencies(port: int) -> dict[str, float]:
     body = {"input": "A man is playing a guitar.", "model": "all-MiniLM-L6-v2"}
     latencies = []
@@ -102,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--source", type=Path, default=ROOT, help="the checkout whose `trident serve` runs")
     args.add_argument("--no-requests", action="store_true", help="skip the 300 short requests")
+    args.add_argument("--wait-refinement", action="store_true",
+                      help="before the restart, wait for the first server's background refinement to finish")
     options = args.parse_args(argv)
     home = tempfile.mkdtemp(prefix="trident-home-")
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": commit(options.source), "cores": os.cpu_count(),
@@ -109,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     process, _, launched, cold = start(home, options.source)
     result["first_start_s"] = round(cold, 1)
     result["phases_s"] = phases(Path(home, "serve.log"), launched, cold)
+    if options.wait_refinement:
+        result["refinement"] = wait_for_refinement(Path(home), launched + cold)
     stop(process)
     process, port, _, warm = start(home, options.source)
     result["warm_restart_s"] = round(warm, 1)

@@ -2,7 +2,8 @@
 
 `ErrorKind` is the table of every way the gateway refuses a request: its HTTP status, the `type`
 string of the body (OpenAI's `type` and TEI's `error_type` carry the same string) and when it
-happens. `/openapi.json` describes the statuses from it and a test holds the README's table to it.
+happens. `/openapi.json` describes the statuses from it and a test holds the HTTP API page's table
+(docs/http-api.md) to it.
 
 `/v1/*` answers OpenAI's `{"error": {"message", "type", "param", "code"}}`; every other route
 answers TEI's `{"error": str, "error_type": str}`.

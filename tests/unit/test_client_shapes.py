@@ -174,18 +174,21 @@ def test_openapi_documents_the_new_routes_and_their_errors(gateway):
     assert "401" not in paths["/ping"]["get"]["responses"]  # open, as /health
 
 
-def test_the_readme_route_table_lists_every_route(gateway):
-    """Every operation of /openapi.json has its row in the README's HTTP API table, and no row is stale."""
+@pytest.mark.parametrize(("page", "header"), [("docs/http-api.md", "| route | request | answer |"),
+                                              ("README.md", "| route | follows | answers |")])
+def test_the_route_tables_list_every_route(gateway, page, header):
+    """Every operation of /openapi.json has its row in the HTTP API page's route table and the README's routes at
+    a glance, and no row is stale."""
+    import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text().splitlines()
-    start = readme.index("| route | request | answer |") + 2
+    lines = (Path(__file__).resolve().parents[2] / page).read_text().splitlines()
+    start = lines.index(header) + 2
     rows = set()
-    for line in readme[start:]:
+    for line in lines[start:]:
         if not line.startswith("|"):
             break
-        method, _, path = line.split("|")[1].strip().strip("`").partition(" ")
-        rows.add((method.lower(), path))
+        rows |= {(method.lower(), path) for method, path in re.findall(r"`(GET|POST) (/[^`]*)`", line.split("|")[1])}
     served = {(method, path) for path, item in gateway.get("/openapi.json").json()["paths"].items()
               for method in item}
     assert served <= rows, sorted(served - rows)

@@ -1,4 +1,4 @@
-"""The gateway's error table (gateway.errors.ErrorKind) against the README and /openapi.json, and
+"""The gateway's error table (gateway.errors.ErrorKind) against the HTTP API page and /openapi.json, and
 Triton's failures translated by their gRPC status and tagged kind (gateway.triton.translate), without
 Triton: the statuses and messages are those Triton 2.51 sends (measured, see gateway.triton)."""
 
@@ -18,12 +18,12 @@ from gateway.triton import TritonUnreachable, translate
 from trident import errors as stage_errors
 from trident.errors import InputTooLongError, StageError, StageErrorKind
 
-README = Path(__file__).resolve().parent.parent.parent / "README.md"
+HTTP_API = Path(__file__).resolve().parent.parent.parent / "docs" / "http-api.md"
 HEADER = "| status | type | when |"
 
 
-def readme_error_rows() -> list[tuple[str, str, str]]:
-    lines = README.read_text().splitlines()
+def documented_error_rows() -> list[tuple[str, str, str]]:
+    lines = HTTP_API.read_text().splitlines()
     start = lines.index(HEADER) + 2  # past the header and the |---| line
     rows = []
     for line in lines[start:]:
@@ -34,8 +34,8 @@ def readme_error_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def test_the_readme_error_table_is_the_error_kind_table():
-    assert readme_error_rows() == [(str(kind.status), f"`{kind.type}`", kind.description) for kind in ErrorKind]
+def test_the_documented_error_table_is_the_error_kind_table():
+    assert documented_error_rows() == [(str(kind.status), f"`{kind.type}`", kind.description) for kind in ErrorKind]
 
 
 def test_openapi_describes_each_status_from_the_table():
