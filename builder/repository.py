@@ -33,8 +33,8 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from trident import tensors as T
 from trident.engines import engine_kind
-from trident.model_names import VERSION, hybrid_model, ids_model, plan_model, step_model, tokens_model
-from trident.priorities import BULK_ENGINE_INSTANCES, BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority, bulk_twin
+from trident.model_names import VERSION, bulk_twin, hybrid_model, ids_model, plan_model, step_model, tokens_model
+from trident.priorities import BULK_ENGINE_INSTANCES, BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority
 from trident.spec import MANIFEST_PARAMETER, ModelSpec
 from trident.tasks import HYBRID_OUTPUTS, TOKENIZER_OUTPUTS, hybrid_outputs
 

@@ -20,8 +20,8 @@ from gateway import metrics
 from gateway.cache import ResponseCache, Row, own_row
 from gateway.observe import note_dispatch, note_usage
 from trident import tensors as T
-from trident.model_names import hybrid_model, ids_model, tokens_model
-from trident.priorities import BULK_IN_FLIGHT, BULK_MAX_BATCH, Priority, bulk_twin
+from trident.model_names import bulk_twin, hybrid_model, ids_model, tokens_model
+from trident.priorities import BULK_IN_FLIGHT, BULK_MAX_BATCH, Priority
 from trident.spec import ModelSpec
 from trident.tasks import TOKENIZER_OUTPUTS, hybrid_outputs
 

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from gateway.errors import ApiError, ErrorKind
-from trident.priorities import bulk_twin
+from trident.model_names import bulk_twin
 from trident.spec import ModelSpec
 from trident.tasks import tasks_for_route
 

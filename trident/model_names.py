@@ -7,6 +7,7 @@ names, the gateway calls them, the engine step of a TensorRT build calls the pla
     <name>_<step>     the Python-backend steps: _tokenizer, _ids_input, _engine, _postprocess
     <name>_hybrid_<kinds>  ensemble of a hybrid (BGE-M3) model answering those of its outputs (sparse, colbert...)
     <name>_trt        a TensorRT plan, which the engine step calls (`--engine tensorrt`)
+    <model>_bulk      the bulk lane's twin of a step or an ensemble (trident/priorities.py)
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def hybrid_model(name: str, kinds: tuple[str, ...] | list[str]) -> str:
 
 def plan_model(name: str) -> str:
     return f"{name}_trt"
+
+
+def bulk_twin(model: str) -> str:
+    """The bulk lane's name for a step or an ensemble."""
+    return f"{model}_bulk"
 
 
 def step_files(repository: Path, name: str, role: str) -> Path:

@@ -31,7 +31,6 @@ class Priority(Enum):
 
 
 PRIORITY_NAMES = tuple(p.label for p in Priority)
-BULK_SUFFIX = "_bulk"
 # How much less CPU the bulk lane gets when both lanes want it: nice 10 against 0 is a weight of 110 against
 # 1024 in the kernel's scheduler, so an interactive step keeps ~90 % of a core that a bulk step also wants.
 BULK_NICE = 10
@@ -44,11 +43,6 @@ BULK_MAX_BATCH = 32
 BULK_ENGINE_INSTANCES = 1
 BULK_IN_FLIGHT = 2
 NICE_PARAMETER = "trident_nice"  # a step's config parameter: the OS nice value its stub runs at
-
-
-def bulk_twin(model: str) -> str:
-    """The bulk lane's name for a step or an ensemble."""
-    return model + BULK_SUFFIX
 
 
 def lower_os_priority(nice: int) -> None:

@@ -17,15 +17,8 @@ from tritonclient.grpc import model_config_pb2 as pb
 from builder.repository import configs_for, write_repository
 from cli.gpus import gpu_list
 from cli.main import main
-from trident.model_names import step_model
-from trident.priorities import (
-    BULK_ENGINE_INSTANCES,
-    BULK_MAX_BATCH,
-    BULK_NICE,
-    NICE_PARAMETER,
-    Priority,
-    bulk_twin,
-)
+from trident.model_names import bulk_twin, step_model
+from trident.priorities import BULK_ENGINE_INSTANCES, BULK_MAX_BATCH, BULK_NICE, NICE_PARAMETER, Priority
 from trident.spec import ModelSpec
 from trident.triton_adapter import use_instance_gpu
 

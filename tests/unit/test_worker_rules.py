@@ -21,8 +21,7 @@ from cli.ports import PortInUseError
 from cli.workers import WorkerPlan, default_workers, first_slot, reserve_port, reuse_port_sockets
 from gateway.limits import Admission, SharedSlots
 from gateway.settings import GatewaySettings
-from trident.model_names import step_model
-from trident.priorities import bulk_twin
+from trident.model_names import bulk_twin, step_model
 from trident.spec import ModelSpec
 
 
