@@ -4,8 +4,9 @@
 
 Each start is timed from launching the process to the first `/health` 200 (model built or reused,
 tritonserver ready, gateway up); the first start is split into phases from the server's own log lines.
-Then 300 sequential single-text `/v1/embeddings` requests. `--source` runs another checkout's `trident serve`
-(with this venv), e.g. an older commit's, for a before / after comparison on the same machine.
+Then 300 sequential single-text `/v1/embeddings` requests, each text a different one. `--source` runs another
+checkout's `trident serve` (with this venv), e.g. an older commit's, for a before / after comparison on the same
+machine.
 `--wait-refinement` lets the first server run until its background refinement (cli/refine.py) has written the
 build every later start serves, and notes how long that took and which variant it chose. Writes
 bench/results/cold-start-<time>.json (with the CPU, its flags and the load average) and prints it.
@@ -93,15 +94,15 @@ def wait_for_refinement(home: Path, healthy: float, timeout_s: float = 1800) -> 
 
 
 def short_request_latencies(port: int) -> dict[str, float]:
-    body = {"input": "A man is playing a guitar.", "model": "all-MiniLM-L6-v2"}
+    """A different short text each time: what a response cache holds is not what this measures."""
     latencies = []
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-        for _ in range(20):
-            client.post("/v1/embeddings", json=body).raise_for_status()
-        for _ in range(300):
+        for i in range(320):
+            body = {"input": f"A man is playing a guitar, take {i}.", "model": "all-MiniLM-L6-v2"}
             started = time.perf_counter()
             client.post("/v1/embeddings", json=body).raise_for_status()
-            latencies.append((time.perf_counter() - started) * 1000)
+            if i >= 20:  # the first ones warm up
+                latencies.append((time.perf_counter() - started) * 1000)
     latencies.sort()
     return {"p50_ms": round(statistics.median(latencies), 2), "p90_ms": round(latencies[269], 2),
             "p99_ms": round(latencies[296], 2)}
