@@ -20,9 +20,6 @@ $(STAMP): pyproject.toml constraints.txt
 serve: $(STAMP)
 	$(BIN)/trident serve --port $(PORT)
 
-test: $(STAMP) $(FLAG_STAMP)
-	$(BIN)/python -m pytest -q tests
-
 # FlagEmbedding, BGE-M3's reference (tests/test_hybrid.py), in its own venv: FlagEmbedding 1.4.2 imports a
 # transformers module that 5.x removed (transformers.modeling_attn_mask_utils), and its datasets wants numpy 2.
 FLAG := .venv-flag
@@ -35,6 +32,10 @@ $(FLAG_STAMP):
 	touch $(FLAG_STAMP)
 
 reference-venv: $(FLAG_STAMP)
+
+# FLAG_STAMP is defined above: make expands a rule's prerequisites where it reads the rule.
+test: $(STAMP) $(FLAG_STAMP)
+	$(BIN)/python -m pytest -q tests
 
 # The fast tier: tests/unit, no tritonserver and no model build (the gateway against testkit/fake_triton.py).
 test-fast: $(STAMP)
