@@ -261,7 +261,7 @@ def run_serve(args: argparse.Namespace) -> int:
                                  args.gpus)
             supervisor = Supervisor(server)
             progress(f"starting tritonserver {server.server_id} (gRPC {server.url}, HTTP {server.http_port}, "
-                     f"metrics {server.metrics_port})")
+                     f"metrics {server.metrics_port}; log {server.work_dir / 'tritonserver.log'}, removed at exit)")
             chosen = frozenset(name for name in ports if getattr(args, f"triton_{name}_port") is None)
             supervisor.start(rebind=chosen)
             refinements = start_refinements(built, _build_options(args))  # the variants left for later
@@ -289,6 +289,7 @@ def run_serve(args: argparse.Namespace) -> int:
             refinement.stop()
         if supervisor is not None:
             supervisor.stop()
+            shutil.rmtree(supervisor.server.work_dir, ignore_errors=True)  # its log and served copy: ours alone
         for sock in reserved:
             sock.close()
     return 0

@@ -57,7 +57,7 @@ def test_beside_servers_holding_the_default_ports_serve_picks_free_ones(embeddin
                       tmp_path / "serve.log", pin_triton_ports=False)
         stack.start()
         try:
-            started = re.search(r"starting tritonserver (\S+) \(gRPC 127\.0\.0\.1:(\d+), HTTP (\d+), metrics (\d+)\)",
+            started = re.search(r"starting tritonserver (\S+) \(gRPC 127\.0\.0\.1:(\d+), HTTP (\d+), metrics (\d+)[;)]",
                                 stack.log_path.read_text())
             assert started, stack.log_tail()
             ports = {int(p) for p in started.groups()[1:]}
@@ -104,9 +104,13 @@ def test_a_port_asked_for_and_taken_meanwhile_fails_with_its_flag(tmp_path):
 
 def test_two_servers_started_at_the_same_moment_both_serve_their_own_models(embedding_repositories, tmp_path):
     """Neither pins Triton's ports: both choose the same ones (8000-8002 when free) and one of them finds them
-    taken when it binds, then starts again on others."""
+    taken when it binds, then starts again on others. Stopped, neither leaves its Triton work folder behind."""
+    temp = {model: tmp_path / f"tmp-{model}" for model in ("tiny-bert-cls", "tiny-bert-mean")}
+    for folder in temp.values():
+        folder.mkdir()
     stacks = [Stack(["--repository", str(embedding_repositories[model]), "--log-format", "text"],
-                    tmp_path / f"{model}.log", pin_triton_ports=False) for model in ("tiny-bert-cls", "tiny-bert-mean")]
+                    tmp_path / f"{model}.log", env={"TMPDIR": str(temp[model])}, pin_triton_ports=False)
+              for model in temp]
     with ThreadPoolExecutor(2) as pool:
         started = [pool.submit(stack.start) for stack in stacks]
         errors = [future.exception() for future in started]
@@ -115,6 +119,8 @@ def test_two_servers_started_at_the_same_moment_both_serve_their_own_models(embe
         for stack, model in zip(stacks, ("tiny-bert-cls", "tiny-bert-mean"), strict=True):
             assert httpx.get(f"{stack.base_url}/health", timeout=10).json()["models"] == [model]
             assert httpx.post(f"{stack.base_url}/embed", json={"inputs": "mine"}, timeout=30).status_code == 200
+            assert list(temp[model].glob("trident-triton-*")), "the Triton work folder is where TMPDIR says"
     finally:
         for stack in stacks:
             stack.stop()
+    assert [path for folder in temp.values() for path in folder.glob("trident-triton-*")] == []
