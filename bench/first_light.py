@@ -863,7 +863,7 @@ class Runner:
         command = [self.state["stub_python"], "-m", "cli", "serve",
                    *(a for r in self.state["repositories"] for a in ("--repository", r)),
                    *(a for k, v in ports.items() for a in (f"--{k}", v)),
-                   "--request-timeout", "300", "--log-format", "text"]
+                   "--request-timeout", "300", "--log-format", "text", "--triton-log", self.triton_log]
         log = self.log_file("serve").open("ab")
         log.write(f"\n$ {' '.join(map(str, command))}\n".encode())
         log.flush()
@@ -927,13 +927,14 @@ class Runner:
         self.copy_triton_log()
         return {"exit": self.serve.returncode, "seconds": round(time.monotonic() - started, 1)}
 
+    @property
+    def triton_log(self) -> Path:
+        return self.work / "tritonserver.log"  # trident serve --triton-log: kept after it exits
+
     def copy_triton_log(self) -> None:
-        logs = sorted((self.work / "tmp").glob("trident-triton-*/tritonserver.log"))
-        if logs:
+        if self.triton_log.exists():
             with self.log_file("triton").open("wb") as out:
-                for log in logs:
-                    data = log.read_bytes()
-                    out.write(f"=== {log}\n".encode() + data[-4 * 2**20:])
+                out.write(self.triton_log.read_bytes()[-4 * 2**20:])
 
     def gpu_bench(self, until: float) -> dict[str, Any]:
         json_out = self.work / "gpu_bench.json"

@@ -148,6 +148,9 @@ def parser() -> argparse.ArgumentParser:
     for name, default in DEFAULT_TRITON_PORTS.items():
         serve.add_argument(f"--triton-{name}-port", type=int, metavar="PORT",
                            help=f"the started tritonserver's {name} port (default {default} if free, else a free one)")
+    serve.add_argument("--triton-log", type=Path, metavar="FILE",
+                       help="append the started tritonserver's log to FILE, kept after exit (default: in its work "
+                            "folder, removed at exit)")
     _add_placement_options(serve)
     _add_build_options(serve)
     _add_gateway_options(serve)
@@ -258,10 +261,10 @@ def run_serve(args: argparse.Namespace) -> int:
             built = [prepare_model(m, _build_options(args), progress, defer_variants=True) for m in models]
             repositories += built
             server = make_server(repositories, ports["http"], ports["grpc"], ports["metrics"], step_instances,
-                                 args.gpus)
+                                 args.gpus, args.triton_log)
             supervisor = Supervisor(server)
             progress(f"starting tritonserver {server.server_id} (gRPC {server.url}, HTTP {server.http_port}, "
-                     f"metrics {server.metrics_port}; log {server.work_dir / 'tritonserver.log'}, removed at exit)")
+                     f"metrics {server.metrics_port}; log {server.log_path})")
             chosen = frozenset(name for name in ports if getattr(args, f"triton_{name}_port") is None)
             supervisor.start(rebind=chosen)
             refinements = start_refinements(built, _build_options(args))  # the variants left for later

@@ -122,10 +122,10 @@ class Supervisor:
 
 
 def make_server(repositories: list[Path], http_port: int, grpc_port: int, metrics_port: int,
-                step_instances: int = 1, gpus: list[int] | None = None) -> TritonServer:
+                step_instances: int = 1, gpus: list[int] | None = None, log_file: Path | None = None) -> TritonServer:
     """A tritonserver over served copies of the builds (builder.repository.served_copy: links, with the
     cheap steps' instance counts of this host and the engines on `gpus`), so a build never changes with the
-    host serving it."""
+    host serving it. Its work folder is the caller's to remove; `log_file` (else one in that folder) is not."""
     for repository in repositories:
         if not repository.is_dir():
             raise TritonStartError(f"model repository {repository} is not a folder")
@@ -136,8 +136,10 @@ def make_server(repositories: list[Path], http_port: int, grpc_port: int, metric
     except PlacementError as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise TritonStartError(str(exc)) from None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
     return TritonServer(repositories=served, work_dir=work_dir, http_port=http_port,
-                        grpc_port=grpc_port, metrics_port=metrics_port)
+                        grpc_port=grpc_port, metrics_port=metrics_port, log_file=log_file)
 
 
 def stub_pids(parent: int) -> list[int]:

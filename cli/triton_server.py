@@ -122,10 +122,13 @@ class TritonServer:
             "--log-verbose=0",
         ]
 
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.work_dir / "tritonserver.log"
+
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_file or self.work_dir / "tritonserver.log"
-        self.log_file = log_file
+        log_file = self.log_file = self.log_path
         self._log_start = log_file.stat().st_size if log_file.exists() else 0
         with log_file.open("ab") as log:
             self.process = subprocess.Popen(

@@ -104,11 +104,14 @@ def test_a_port_asked_for_and_taken_meanwhile_fails_with_its_flag(tmp_path):
 
 def test_two_servers_started_at_the_same_moment_both_serve_their_own_models(embedding_repositories, tmp_path):
     """Neither pins Triton's ports: both choose the same ones (8000-8002 when free) and one of them finds them
-    taken when it binds, then starts again on others. Stopped, neither leaves its Triton work folder behind."""
+    taken when it binds, then starts again on others. Stopped, neither leaves its Triton work folder behind; a
+    log asked for with --triton-log stays."""
     temp = {model: tmp_path / f"tmp-{model}" for model in ("tiny-bert-cls", "tiny-bert-mean")}
     for folder in temp.values():
         folder.mkdir()
-    stacks = [Stack(["--repository", str(embedding_repositories[model]), "--log-format", "text"],
+    kept_log = tmp_path / "kept" / "tritonserver.log"
+    stacks = [Stack(["--repository", str(embedding_repositories[model]), "--log-format", "text",
+                     *(["--triton-log", str(kept_log)] if model == "tiny-bert-mean" else [])],
                     tmp_path / f"{model}.log", env={"TMPDIR": str(temp[model])}, pin_triton_ports=False)
               for model in temp]
     with ThreadPoolExecutor(2) as pool:
@@ -124,3 +127,4 @@ def test_two_servers_started_at_the_same_moment_both_serve_their_own_models(embe
         for stack in stacks:
             stack.stop()
     assert [path for folder in temp.values() for path in folder.glob("trident-triton-*")] == []
+    assert "successfully loaded 'tiny-bert-mean_engine'" in kept_log.read_text()
