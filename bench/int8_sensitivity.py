@@ -20,7 +20,10 @@ Experiments (`--experiments`, comma-separated; default all but `accuracy`):
              float32 may drop by `drop`, default 0.005)
   ort-dynamic / ort-static  ONNX Runtime int8 of every weight MatMul: dynamic (builder/int8.py's, u8 x s8 per
              channel) / static QDQ calibrated on the calibration texts (per-channel weights)
-  config=... one configuration: ignore=<role|layer:N|name>+...;alpha=<a>;preset=<mixed|performance>;long=1
+  config=... one configuration: ignore=<role|layer:N|role@N|name>+...;alpha=<a>;preset=<mixed|performance>;
+             long=1;ranges=<nncf RangeEstimatorParametersSet name, e.g. mean_quantile>;hints=f32+bf16;
+             dq=<group>: the ignored MatMuls get int8 weights and OpenVINO's dynamic activation quantization
+  wc:<mode>:<group>:<f32|bf16>  every MatMul weight-compressed (nncf.compress_weights mode), dynamic quantization
 
 Usage: .venv/bin/python bench/int8_sensitivity.py --build <a trident build of the model> [--experiments ...]
        [--tokens] ; rows go to stdout and to bench/results/int8-sensitivity-<time>.json.
@@ -43,6 +46,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("qkv", "attn_scores", "attn_values", "attn_out", "ffn_up", "ffn_down")
 EXPERIMENTS = ("baseline", "roles-off", "roles-only", "layers-off", "layers-only", "alpha", "preset", "long")
 ALPHAS = (-1.0, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95)
+
+
+def variant_precision(name: str) -> str:
+    from trident.precision import variant
+
+    return variant(name).precision
 
 
 def matmuls(onnx_file: Path, layers: int) -> list[dict]:
@@ -70,7 +79,10 @@ def matmuls(onnx_file: Path, layers: int) -> list[dict]:
 
 
 def select(rows: list[dict], what: str) -> list[str]:
-    """MatMul names by `role`, `layer:N` or exact name."""
+    """MatMul names by `role`, `layer:N`, `role@N` (that role in layer N) or exact name."""
+    if "@" in what:
+        role, layer = what.split("@")
+        return [r["name"] for r in rows if r["role"] == role and r["layer"] == int(layer)]
     if what in ROLES:
         return [r["name"] for r in rows if r["role"] == what]
     if what.startswith("layer:"):
@@ -98,13 +110,16 @@ def calibration_feeds(model_dir: Path, spec, input_names: set[str], long: bool) 
 
 
 def quantize(onnx_file: Path, feeds: list[dict], target: Path, ignore: list[str], alpha: float, preset: str,
-             accuracy: dict | None = None) -> None:
+             accuracy: dict | None = None, ranges: str = "") -> None:
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     model = ov.Core().read_model(str(onnx_file))
     params = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+    if ranges:  # activations' range estimator, e.g. MEAN_QUANTILE (clips outliers) instead of the min / max
+        params.activations_range_estimator_params = getattr(RangeEstimatorParametersSet, ranges.upper())
     kwargs = {"model_type": nncf.ModelType.TRANSFORMER, "subset_size": len(feeds),
               "preset": nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
               "ignored_scope": nncf.IgnoredScope(names=ignore) if ignore else None}
@@ -145,6 +160,8 @@ class Bench:
         self.spec = ModelSpec.load(manifests[0])
         self.onnx = build / f"{self.spec.name}_engine" / "1" / "model.onnx"
         self.model_dir, self.threads, self.tokens = model_dir, threads, tokens
+        self.keep = False  # --interleave: every engine stays open for the interleaved timing at the end
+        self.engines: dict[str, object] = {}
         self.ids, self.types, self.label_texts, self.lists = _gate_inputs(model_dir, self.spec)
         self.expected = OnnxEngine(self.onnx, self.spec, threads, self.spec.pad_token_id).run(self.ids, self.types)
         config = json.loads((model_dir / "config.json").read_text())
@@ -152,11 +169,27 @@ class Bench:
         self.rows: list[dict] = []
         self.work = Path(tempfile.mkdtemp(prefix="int8-sensitivity-"))
 
-    def measure(self, label: str, model: Path, precision: str, extra: dict) -> dict:
-        from trident.engines.openvino import OpenVinoEngine
+    def measure(self, label: str, model: Path, precision: str, extra: dict, dq: int = 0) -> dict:
+        import openvino as ov
+
+        from trident.engines.openvino import OpenVinoEngine, compile_options
 
         engine = OpenVinoEngine(model, self.spec, precision, self.threads, self.spec.pad_token_id)
-        return self._judge(label, engine, precision, extra)
+        if dq:
+            core = ov.Core()
+            engine.compiled = core.compile_model(core.read_model(str(model)), "CPU", {
+                **compile_options(precision, self.threads), "DYNAMIC_QUANTIZATION_GROUP_SIZE": dq})
+            engine.request = engine.compiled.create_infer_request()
+        return self._judge(label, engine, precision, {**extra, "dq_group": dq})
+
+    def bf16_ms(self) -> float:
+        """openvino-bf16 timed again now, beside each row (the CPU may be shared: the ratio is paired)."""
+        from builder.variants import speed_ms
+        from trident.engines.openvino import OpenVinoEngine
+
+        if not hasattr(self, "_bf16"):
+            self._bf16 = OpenVinoEngine(self.onnx, self.spec, "bf16", self.threads, self.spec.pad_token_id)
+        return speed_ms(self._bf16, self.spec)
 
     def _judge(self, label: str, engine, precision: str, extra: dict) -> dict:
         from bench.precision import engine_tokens_per_s
@@ -168,12 +201,16 @@ class Bench:
         row = {"label": label, "hint": precision, **extra, "ms": speed_ms(engine, self.spec),
                "min_cosine": report.min_cosine, "recall_at_10": report.recall_at_10,
                "worst_recall_at_10": report.worst_recall_at_10, "passed": report.passed}
+        row["bf16_ms"] = self.bf16_ms()
+        row["ms"] = min(row["ms"], speed_ms(engine, self.spec))  # before and after bf16's, the best
+        row["vs_bf16"] = row["bf16_ms"] / row["ms"]
         if self.tokens:
             row["tokens_per_s"] = engine_tokens_per_s(engine, 256)
+            row["bf16_tokens_per_s"] = engine_tokens_per_s(self._bf16, 256)
+            row["tokens_vs_bf16"] = row["tokens_per_s"] / row["bf16_tokens_per_s"]
+        if self.keep:
+            self.engines[f"{label} [{precision}]"] = engine
         del engine
-        reference = next((r for r in self.rows if r["label"] == "openvino-bf16"), None)
-        if reference is not None:
-            row["vs_bf16"] = reference["ms"] / row["ms"]
         self.rows.append(row)
         print(f"{label:<44} {precision:>5} {row['ms']:>8.1f} ms {row.get('vs_bf16', float('nan')):>5.2f}x "
               f"{row.get('tokens_per_s', float('nan')):>9,.0f} tok/s  min cos {row['min_cosine']:.5f}  "
@@ -213,12 +250,46 @@ class Bench:
         engine = OnnxEngine(target, self.spec, self.threads, self.spec.pad_token_id)
         self._judge(label, engine, "int8", {"int8_matmuls": len(nodes), "quantize_s": time.perf_counter() - started})
 
+    def weight_compressed(self, label: str, mode: str, group: int, hint: str) -> None:
+        """nncf.compress_weights (int8 weights per output channel, no calibration) with OpenVINO's dynamic
+        quantization of the activations (per token, in groups of `group` values; DYNAMIC_QUANTIZATION_GROUP_SIZE)
+        at run time, so the MatMuls can run on int8 kernels without static activation ranges."""
+        import nncf
+        import openvino as ov
+
+        from trident.engines.openvino import OpenVinoEngine, compile_options
+
+        target = self.work / label.replace(" ", "_").replace("/", "_") / "model.xml"
+        if not target.exists():
+            model = nncf.compress_weights(ov.Core().read_model(str(self.onnx)),
+                                          mode=getattr(nncf.CompressWeightsMode, mode.upper()))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ov.save_model(model, str(target), compress_to_fp16=False)
+        engine = OpenVinoEngine(target, self.spec, "bf16" if hint == "bf16" else "int8", self.threads,
+                                self.spec.pad_token_id)
+        options = {**compile_options("bf16" if hint == "bf16" else "int8", self.threads),
+                   "DYNAMIC_QUANTIZATION_GROUP_SIZE": group}
+        core = ov.Core()
+        engine.compiled = core.compile_model(core.read_model(str(target)), "CPU", options)
+        engine.request = engine.compiled.create_infer_request()
+        self._judge(f"{label} dq{group}", engine, hint, {"mode": mode, "dq_group": group})
+
+    def served(self, folder: Path) -> None:
+        """A build's own variant, opened as the engine stage opens it (trident.precision.open_engine)."""
+        from trident.precision import open_engine
+        from trident.spec import ModelSpec
+
+        spec = ModelSpec.load(folder.parent.parent / folder.parent.name.removesuffix("_engine") / "manifest.json")
+        engine = open_engine(spec.variant, folder, self.spec, self.threads)
+        self._judge(f"served {spec.variant}", engine, variant_precision(spec.variant), {"folder": str(folder)})
+
     def references(self) -> None:
         self.measure("openvino-bf16", self.onnx, "bf16", {})
         self.measure("openvino-fp32", self.onnx, "fp32", {})
 
     def int8(self, label: str, ignore: list[str] | None = None, alpha: float = 0.5, preset: str = "mixed",
-             long: bool = False, accuracy_drop: float | None = None, hints: tuple[str, ...] = ("f32", "bf16")) -> None:
+             long: bool = False, accuracy_drop: float | None = None, hints: tuple[str, ...] = ("f32", "bf16"),
+             ranges: str = "", dq: int = 0) -> None:
         import openvino as ov
 
         names = {name for port in ov.Core().read_model(str(self.onnx)).inputs for name in port.get_names()}
@@ -227,15 +298,23 @@ class Bench:
         target = self.work / label.replace(" ", "_").replace("/", "_") / "model.xml"
         started = time.perf_counter()
         try:
-            quantize(self.onnx, feeds, target, sorted(set(ignore or [])), alpha, preset, accuracy)
+            quantize(self.onnx, feeds, target, sorted(set(ignore or [])), alpha, preset, accuracy, ranges)
         except Exception as exc:  # a configuration NNCF refuses is a row of the table
             print(f"{label:<44} NNCF failed: {exc}", flush=True)
             self.rows.append({"label": label, "error": str(exc)[:300]})
             return
+        if dq:  # the MatMuls left in float: int8 weights, activations quantized per token group at run time
+            import nncf
+
+            compressed = nncf.compress_weights(ov.Core().read_model(str(target)),
+                                               mode=nncf.CompressWeightsMode.INT8_ASYM)
+            ov.save_model(compressed, str(target.with_name("dq.xml")), compress_to_fp16=False)
+            target = target.with_name("dq.xml")
         extra = {"ignored": len(set(ignore or [])), "int8_matmuls": self._int8_count(target), "alpha": alpha,
-                 "preset": preset, "long_calibration": long, "quantize_s": time.perf_counter() - started}
+                 "preset": preset, "long_calibration": long, "ranges": ranges,
+                 "quantize_s": time.perf_counter() - started}
         for hint in hints:
-            self.measure(label, target, "int8" if hint == "f32" else "bf16", extra)
+            self.measure(label, target, "int8" if hint == "f32" else "bf16", extra, dq)
 
     def _int8_count(self, xml: Path) -> int:
         """MatMuls whose activation input goes through a FakeQuantize (int8 at run time)."""
@@ -281,15 +360,44 @@ def run(bench: Bench, experiments: list[str]) -> None:
         elif experiment.startswith("accuracy"):
             drop = float(experiment.split(":")[1]) if ":" in experiment else 0.005
             bench.int8(f"accuracy control (max drop {drop})", accuracy_drop=drop)
+        elif experiment.startswith("wc:"):  # wc:<mode>:<group>:<hint>, e.g. wc:int8_asym:32:bf16
+            _, mode, group, hint = experiment.split(":")
+            bench.weight_compressed(f"weights {mode}", mode, int(group), hint)
+        elif experiment.startswith("served="):  # served=<a build's engine version folder>: its variant as served
+            bench.served(Path(experiment.removeprefix("served=")))
         elif experiment in ("ort-dynamic", "ort-static"):
             bench.onnxruntime(experiment, static=experiment == "ort-static")
         elif experiment.startswith("config="):
             settings = dict(part.split("=", 1) for part in experiment.removeprefix("config=").split(";"))
             ignore = [n for what in settings.get("ignore", "").split("+") if what for n in select(bench.matmuls, what)]
+            hints = tuple(settings.get("hints", "f32+bf16").split("+"))
             bench.int8(experiment.removeprefix("config="), ignore, float(settings.get("alpha", 0.5)),
-                       settings.get("preset", "mixed"), settings.get("long", "0") == "1")
+                       settings.get("preset", "mixed"), settings.get("long", "0") == "1", hints=hints,
+                       ranges=settings.get("ranges", ""), dq=int(settings.get("dq", 0)))
         else:
             raise SystemExit(f"unknown experiment {experiment!r}")
+
+
+def interleaved(engines: dict[str, object], rounds: int, tokens: int = 256) -> dict[str, dict]:
+    """Each engine in turn on one 32 x `tokens` batch, `rounds` times: on a shared CPU the best round of each is
+    its speed with the least interference, and every engine saw the same interference."""
+    sequences = [np.full(tokens, 1000, dtype=np.int64) for _ in range(32)]
+    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    for engine in engines.values():
+        engine.run(sequences)
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            started = time.perf_counter()
+            engine.run(sequences)
+            seconds[name].append(time.perf_counter() - started)
+    bf16 = next((min(v) for k, v in seconds.items() if k.startswith("openvino-bf16")), float("nan"))
+    result = {}
+    for name, runs in seconds.items():
+        result[name] = {"best_s": min(runs), "median_s": float(np.median(runs)),
+                        "tokens_per_s": 32 * tokens / min(runs), "vs_bf16": bf16 / min(runs)}
+        print(f"{name:<70} best {min(runs) * 1000:7.1f} ms  median {np.median(runs) * 1000:7.1f} ms  "
+              f"{32 * tokens / min(runs):>8,.0f} tok/s  {bf16 / min(runs):.2f}x bf16", flush=True)
+    return result
 
 
 def main() -> None:
@@ -303,6 +411,8 @@ def main() -> None:
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--tokens", action="store_true", help="also the engine alone, 32 x 256 tokens (slower)")
+    parser.add_argument("--interleave", type=int, default=0,
+                        help="then time every engine in turn on 32 x 256 tokens, this many rounds (a shared CPU)")
     args = parser.parse_args()
     logging.getLogger("nncf").setLevel(logging.WARNING)
     report = {"cpu": cpu_report(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "experiments": args.experiments}
@@ -310,8 +420,11 @@ def main() -> None:
           flush=True)
     bench = Bench(args.build, args.model_dir or default_model_dir(), args.threads, args.tokens)
     report["matmuls"] = bench.matmuls
+    bench.keep = args.interleave > 0
     try:
         run(bench, [e for e in args.experiments.split(",") if e])
+        if args.interleave:
+            report["interleaved"] = interleaved(bench.engines, args.interleave)
     finally:
         report["rows"] = bench.rows
         out = ROOT / "bench" / "results" / f"int8-sensitivity-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -50,7 +50,8 @@ VARIANTS = (
     Variant("openvino-fp32", "fp32", "openvino", "model.onnx"),  # OpenVINO reads the ONNX graph itself
     Variant("openvino-bf16", "bf16", "openvino", "model.onnx", cpu.BF16_FLAGS),
     Variant("onnxruntime-int8", "int8", "onnxruntime", "int8/model.onnx"),  # builder/int8.py
-    Variant("openvino-int8", "int8", "openvino", "openvino-int8/model.xml"),  # NNCF, weights and activations
+    # NNCF static + dynamic int8 (builder/openvino_int8.py): only where int8 dot products are native (VNNI / AMX).
+    Variant("openvino-int8", "int8", "openvino", "openvino-int8/model.xml", cpu.VNNI_FLAGS),
 )
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 
