@@ -11,6 +11,7 @@ import pytest
 
 from trident.gate import (
     RECALL_K,
+    RECALL_MIN_TEXTS,
     TOLERANCES,
     GateReport,
     Tolerance,
@@ -126,7 +127,7 @@ def test_neighbour_recall_per_text():
     assert not gate(list(expected), list(nan), "reduced", logits=False).passed
     with pytest.raises(ValueError, match=f"more than {RECALL_K} texts"):
         neighbour_recall(expected[:RECALL_K], expected[:RECALL_K])
-    few = vectors()  # RECALL_K texts or fewer: no ranking figure, judged by angles alone
+    few = vectors(n=RECALL_MIN_TEXTS - 1)  # too few texts for a ranking figure: judged by angles alone
     assert np.isnan(gate(few, few, "reduced", logits=False).recall_at_10)
 
 
