@@ -13,6 +13,7 @@ import random
 
 GATE_TEXT_COUNT = 200
 MAX_WORDS = 500
+PAIR_LIST_SIZE = 10  # a reranker's documents per query
 SEED = 17
 
 _SENTENCES = (
@@ -74,7 +75,13 @@ def gate_texts(count: int = GATE_TEXT_COUNT) -> list[str]:
 
 
 def gate_pairs(count: int = GATE_TEXT_COUNT) -> list[tuple[str, str]]:
-    """(query, document) pairs for rerankers: a short text with a longer one."""
+    """(query, document) pairs for rerankers, in lists of PAIR_LIST_SIZE that share a query (the gate judges the
+    order of each list, `pair_lists`): a short text with PAIR_LIST_SIZE different longer ones."""
     texts = sorted(gate_texts(count), key=len)
-    half = len(texts) // 2
-    return [(texts[i % half], texts[half + i % (len(texts) - half)]) for i in range(count)]
+    queries, documents = texts[: count // PAIR_LIST_SIZE], texts[len(texts) // 2 :]
+    return [(queries[i // PAIR_LIST_SIZE], documents[i % len(documents)]) for i in range(count)]
+
+
+def pair_lists(start: int, count: int = GATE_TEXT_COUNT) -> list[tuple[int, int]]:
+    """The [begin, end) of each list of gate_pairs(count), the pairs placed from index `start` on."""
+    return [(start + i, start + min(i + PAIR_LIST_SIZE, count)) for i in range(0, count, PAIR_LIST_SIZE)]

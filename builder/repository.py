@@ -43,8 +43,9 @@ MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"
 # an older writer is never reused (cli.serve keys builds by it): 2 added MAX_TOKENS, TOKENIZE_NS and the
 # manifest's quantization ranges; 3 the engine's token embeddings, `<name>_tokens`, sparse and multi-vector models;
 # 4 no queue delays on CPU; 5 priority levels and the bulk lane; 6 the bulk lane's engine as one instance; 7 late
-# chunking / long inputs (LATE_CHUNKING, CHUNK_LONG, PROMPT, WINDOWS, POOL_RANGES) and hybrid models.
-REPOSITORY_FORMAT = 7
+# chunking / long inputs (LATE_CHUNKING, CHUNK_LONG, PROMPT, WINDOWS, POOL_RANGES) and hybrid models; 8 the gate's
+# ranking figures (recall@10, a reranker's pair lists in gate.npz) and openvino-int8 as static + dynamic int8.
+REPOSITORY_FORMAT = 8
 MAX_BATCH_SIZE = 256
 # Queue delays. A lone request waits out its steps' delays (Triton 2.51 at concurrency 1: queue 645 us at an
 # engine with 500, 258 us at a tokenizer with 100, 120 us at the postprocess with 0), and under load the

@@ -134,13 +134,13 @@ def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision:
         return {}
     folder = onnx_file.parent
     threads = threads_per_instance(spec.engine_instances)
-    ids, types, label_texts = _gate_inputs(model_dir, spec)
+    ids, types, label_texts, lists = _gate_inputs(model_dir, spec)
     progress(f"CPU {cpu.cpu_kind(flags)} ({' '.join(cpu.relevant_flags(flags))}): timing "
              f"{', '.join(row.name for row in rows)} on {SPEED_BATCH[0]} x {SPEED_BATCH[1]} tokens, then gating the "
              f"fastest first on {len(ids)} texts")
     reference = OnnxEngine(onnx_file, spec, threads, spec.pad_token_id)
     expected = reference.run(ids, types)
-    save_gate(folder / GATE_FILE, ids, types, expected, label_texts)
+    save_gate(folder / GATE_FILE, ids, types, expected, label_texts, lists)
     forced = precision != "auto"
     measured = [_time(row, model_dir, spec, folder, threads, ids, types, flags, forced, reference, progress)
                 for row in rows]
@@ -149,7 +149,7 @@ def choose_variant(model_dir: Path, spec: ModelSpec, onnx_file: Path, precision:
         """Opened again (one engine in memory at a time); the reference's own outputs are the float32 ones."""
         row = variant(candidate.variant)
         actual = expected if row.name == REFERENCE else open_engine(row.name, folder, spec, threads).run(ids, types)
-        return variant_gate(spec, row, expected, actual, label_texts)
+        return variant_gate(spec, row, expected, actual, label_texts, lists)
 
     reference_ms = next((c.ms for c in measured if c.variant == REFERENCE), float("inf"))  # forced: not a choice
     chosen = fastest_passing(measured, reference_ms, check)
@@ -182,17 +182,28 @@ def fastest_passing(measured: list[Candidate], reference_ms: float,
 
 
 def table(measured: list[Candidate], chosen: Candidate | None) -> str:
-    lines = [f"{'variant':<18} {'ms':>8}  gate vs onnxruntime-fp32"]
+    """One row per candidate: its ms, then the gate's two figures against float32, the angle (min cosine; a
+    score's max |diff|) and the ranking (mean recall@10 of the neighbours; a reranker's min Kendall tau)."""
+    lines = [f"{'variant':<18} {'ms':>8} {'min cos|dscore':>14} {'recall@10|tau':>13}  gate vs onnxruntime-fp32"]
     for c in measured:
+        angle = ranking = ""
         if c.error:
             verdict = c.error
         elif c.report is None:
             verdict = "not gated: a faster variant passed" if chosen else "not gated: no faster than float32"
         else:
             verdict = ("pass: " if c.report.passed else "FAIL: ") + c.report.describe()
+            angle, ranking = _figures(c.report)
         mark = "  <- chosen" if chosen is not None and c.variant == chosen.variant else ""
-        lines.append(f"{c.variant:<18} {c.ms:>8.1f}  {verdict}{mark}")
+        lines.append(f"{c.variant:<18} {c.ms:>8.1f} {angle:>14} {ranking:>13}  {verdict}{mark}")
     return "\n".join(lines)
+
+
+def _figures(report: GateReport) -> tuple[str, str]:
+    """The angle and ranking figures of a report, as the table prints them ('' where not measured)."""
+    angle = report.max_score_diff if not np.isnan(report.max_score_diff) else report.min_cosine
+    ranking = report.min_kendall_tau if report.pair_lists else report.recall_at_10
+    return ("" if np.isnan(angle) else f"{angle:.5f}"), ("" if np.isnan(ranking) else f"{ranking:.4f}")
 
 
 def _time(row: Variant, model_dir: Path, spec: ModelSpec, folder: Path, threads: int, ids: list[np.ndarray],
@@ -259,18 +270,20 @@ def _parity_texts(spec: ModelSpec) -> list:
     return default_texts(spec)
 
 
-def _gate_inputs(model_dir: Path, spec: ModelSpec) -> tuple[list[np.ndarray], list[np.ndarray] | None, int]:
-    """Token ids of the parity texts (their NER labels must not move) and the generated gate texts."""
+def _gate_inputs(model_dir: Path, spec: ModelSpec) -> tuple[list[np.ndarray], list[np.ndarray] | None, int,
+                                                             list[tuple[int, int]]]:
+    """Token ids of the parity texts (their NER labels must not move) and the generated gate texts; for a pair
+    task, the gate's pair lists (the order of each is judged)."""
     from transformers import AutoTokenizer
 
-    from builder.gate_texts import gate_pairs, gate_texts
+    from builder.gate_texts import gate_pairs, gate_texts, pair_lists
     from builder.parity import tokenize
 
     parity = _parity_texts(spec)
     texts = [*parity, *(gate_pairs() if spec.task_row.pairs else gate_texts())]
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
     ids, types = tokenize(tokenizer, spec, texts)
-    return ids, types, len(parity)
+    return ids, types, len(parity), pair_lists(len(parity)) if spec.task_row.pairs else []
 
 
 def _graph_bytes(onnx_file: Path) -> int:

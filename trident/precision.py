@@ -50,7 +50,8 @@ VARIANTS = (
     Variant("openvino-fp32", "fp32", "openvino", "model.onnx"),  # OpenVINO reads the ONNX graph itself
     Variant("openvino-bf16", "bf16", "openvino", "model.onnx", cpu.BF16_FLAGS),
     Variant("onnxruntime-int8", "int8", "onnxruntime", "int8/model.onnx"),  # builder/int8.py
-    Variant("openvino-int8", "int8", "openvino", "openvino-int8/model.xml"),  # NNCF, weights and activations
+    # NNCF static + dynamic int8 (builder/openvino_int8.py): only where int8 dot products are native (VNNI / AMX).
+    Variant("openvino-int8", "int8", "openvino", "openvino-int8/model.xml", cpu.VNNI_FLAGS),
 )
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 
@@ -88,18 +89,21 @@ def int8_format(flags: frozenset[str]) -> dict[str, Any]:
 
 
 def variant_gate(spec: ModelSpec, row: Variant, expected: list[np.ndarray], actual: list[np.ndarray],
-                 label_texts: int = 0) -> GateReport:
+                 label_texts: int = 0, pair_lists: list[tuple[int, int]] | None = None) -> GateReport:
     """A variant's main engine output per text against ONNX Runtime float32's. `label_texts`: the first texts,
-    whose NER labels must not change (the parity texts)."""
-    return gate(expected, actual, row.tolerance, logits=spec.task_row.logits, label_texts=label_texts)
+    whose NER labels must not change (the parity texts); `pair_lists`: the texts that are one query's pairs (a
+    reranker's order within each is judged)."""
+    return gate(expected, actual, row.tolerance, logits=spec.task_row.logits, label_texts=label_texts,
+                pair_lists=pair_lists)
 
 
 # --- the gate's inputs and float32 outputs, kept beside the engine ----------------------------------------
 
 
 def save_gate(path: Path, ids: list[np.ndarray], types: list[np.ndarray] | None, expected: list[np.ndarray],
-              label_texts: int) -> None:
-    arrays: dict[str, np.ndarray] = {"label_texts": np.array(label_texts)}
+              label_texts: int, pair_lists: list[tuple[int, int]] | None = None) -> None:
+    arrays: dict[str, np.ndarray] = {"label_texts": np.array(label_texts),
+                                     "pair_lists": np.array(pair_lists or [], dtype=np.int64).reshape(-1, 2)}
     for i, row in enumerate(ids):
         arrays[f"ids_{i}"] = row.astype(np.int64)
         arrays[f"expected_{i}"] = expected[i].astype(np.float32)
@@ -114,6 +118,12 @@ def load_gate(path: Path) -> tuple[list[np.ndarray], list[np.ndarray] | None, li
         ids = [data[f"ids_{i}"] for i in range(n)]
         types = [data[f"types_{i}"] for i in range(n)] if "types_0" in data.files else None
         return ids, types, [data[f"expected_{i}"] for i in range(n)], int(data["label_texts"])
+
+
+def load_pair_lists(path: Path) -> list[tuple[int, int]]:
+    """The gate's pair lists ([start, stop) of one query's pairs); none in a gate.npz from before they were kept."""
+    with np.load(path) as data:
+        return [(int(a), int(b)) for a, b in data["pair_lists"]] if "pair_lists" in data.files else []
 
 
 # --- engines ----------------------------------------------------------------------------------------------
@@ -144,7 +154,8 @@ def served_engine(spec: ModelSpec, folder: Path, threads: int | None = None,
     if reason is None and (folder / GATE_FILE).is_file():
         engine = open_engine(name, folder, spec, threads)
         ids, types, expected, label_texts = load_gate(folder / GATE_FILE)
-        report = variant_gate(spec, variant(name), expected, engine.run(ids, types), label_texts)
+        report = variant_gate(spec, variant(name), expected, engine.run(ids, types), label_texts,
+                              load_pair_lists(folder / GATE_FILE))
         if report.passed:
             log.warning("%s: %s was chosen on a %s CPU, this one is %s; re-checked here: %s, kept",
                         spec.name, name, spec.variant_choice.get("cpu_kind"), cpu.cpu_kind(flags), report.describe())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from builder.errors import BuildError
-from builder.gate_texts import GATE_TEXT_COUNT, MAX_WORDS, gate_pairs, gate_texts
+from builder.gate_texts import GATE_TEXT_COUNT, MAX_WORDS, PAIR_LIST_SIZE, gate_pairs, gate_texts, pair_lists
 from builder.variants import (
     AUTO_MIN_ENGINE_BYTES,
     FASTER_BY,
@@ -16,6 +16,7 @@ from builder.variants import (
     candidates_for,
     fastest_passing,
     resolve_precision,
+    table,
 )
 from trident import cpu
 from trident.gate import GateReport
@@ -92,7 +93,10 @@ def test_candidates_follow_the_cpu(monkeypatch):
     assert "openvino-bf16" in names("auto", EPYC_AVX512)
     assert names("auto", SAPPHIRE_RAPIDS, AUTO_MIN_ENGINE_BYTES - 1) == ["onnxruntime-fp32"]  # test-sized models
     assert names("fp32", AVX2) == ["onnxruntime-fp32", "openvino-fp32"]
-    assert names("int8", AVX2) == ["onnxruntime-int8", "openvino-int8"]
+    assert names("int8", AVX2) == ["onnxruntime-int8"]  # OpenVINO's int8 only where int8 dot products are native
+    assert names("int8", EPYC_AVX512) == ["onnxruntime-int8", "openvino-int8"]
+    assert "openvino-int8 needs a CPU with avx512_vnni or avx_vnni or amx_int8" in \
+        missing(variant("openvino-int8"), AVX2)
     monkeypatch.setattr("trident.precision.openvino_installed", lambda: False)
     assert names("auto", SAPPHIRE_RAPIDS) == ["onnxruntime-fp32", "onnxruntime-int8"]
     with pytest.raises(BuildError, match="needs the openvino package"):
@@ -143,7 +147,31 @@ def test_gate_texts_are_many_varied_and_fixed():
     assert min(lengths) == 1 and max(lengths) <= MAX_WORDS and max(lengths) > 300
     assert sum(n <= 5 for n in lengths) >= 20 and sum(n >= 100 for n in lengths) >= 40
     assert len(set(texts)) > 0.9 * len(texts)
-    assert len(gate_pairs()) == GATE_TEXT_COUNT
+    pairs = gate_pairs()
+    assert len(pairs) == GATE_TEXT_COUNT and len(set(pairs)) == len(pairs)
+    lists = pair_lists(7)  # placed after 7 parity texts
+    assert lists[0] == (7, 7 + PAIR_LIST_SIZE) and lists[-1][1] == 7 + GATE_TEXT_COUNT
+    for start, stop in lists:  # one query per list, each with other documents, longer than it
+        queries = {pairs[i - 7][0] for i in range(start, stop)}
+        documents = [pairs[i - 7][1] for i in range(start, stop)]
+        assert len(queries) == 1 and len(set(documents)) == PAIR_LIST_SIZE
+        assert all(len(d) >= len(next(iter(queries))) for d in documents)
+
+
+def test_the_table_prints_the_angle_and_the_ranking_figures():
+    passed = Candidate("openvino-bf16", 30.0, GateReport(passed=True, num_texts=211, min_cosine=0.99991,
+                                                         recall_at_10=0.9871, worst_recall_at_10=0.8))
+    failed = Candidate("openvino-int8", 20.0, GateReport(passed=False, num_texts=211, min_cosine=0.99412,
+                                                         recall_at_10=0.9123, worst_recall_at_10=0.5))
+    text = table([Candidate("onnxruntime-fp32", 100.0), failed, passed], passed)
+    header, _, int8_row, bf16_row = text.splitlines()
+    assert "min cos" in header and "recall@10" in header
+    assert "0.99412" in int8_row and "0.9123" in int8_row and "FAIL" in int8_row
+    assert "0.99991" in bf16_row and "0.9871" in bf16_row and bf16_row.endswith("<- chosen")
+    reranker = Candidate("openvino-bf16", 30.0, GateReport(passed=True, num_texts=213, max_score_diff=0.0021,
+                                                           min_kendall_tau=0.9778, pair_lists=20))
+    row = table([reranker], reranker).splitlines()[1]
+    assert "0.00210" in row and "0.9778" in row and "min Kendall tau 0.9778 over 20 pair lists" in row
 
 
 def test_the_variant_round_trips_through_the_manifest():
@@ -152,3 +180,72 @@ def test_the_variant_round_trips_through_the_manifest():
     assert again.variant == "openvino-bf16" and again.variant_choice == built.variant_choice
     assert ModelSpec.from_dict({k: v for k, v in built.__dict__.items() if k != "variant"}).variant == \
         "onnxruntime-fp32"  # a manifest from before variants: ONNX Runtime float32, as it was built
+
+
+def test_the_gate_file_keeps_the_pair_lists_for_the_re_check(tmp_path):
+    import numpy as np
+
+    from trident.precision import load_gate, load_pair_lists, save_gate
+
+    ids = [np.arange(3), np.arange(4)]
+    save_gate(tmp_path / "gate.npz", ids, None, [np.ones(1), np.zeros(1)], 0, [(0, 2)])
+    assert load_pair_lists(tmp_path / "gate.npz") == [(0, 2)] and len(load_gate(tmp_path / "gate.npz")[0]) == 2
+    save_gate(tmp_path / "vectors.npz", ids, None, [np.ones(4), np.zeros(4)], 0)
+    assert load_pair_lists(tmp_path / "vectors.npz") == []
+    np.savez(tmp_path / "old.npz", label_texts=np.array(0), ids_0=ids[0], expected_0=np.ones(1))  # before the lists
+    assert load_pair_lists(tmp_path / "old.npz") == []
+
+
+CASCADE_LAKE = AVX2 | {"avx512f", "avx512bw", "avx512_vnni"}  # VNNI, no bf16
+
+
+@pytest.mark.parametrize(("flags", "hint"), [(EPYC_AVX512, "bf16"), (SAPPHIRE_RAPIDS, "bf16"), (CASCADE_LAKE, "f32")])
+def test_openvino_int8_runs_bf16_around_its_int8_matmuls_where_the_cpu_has_it(flags, hint):
+    from trident.engines.openvino import DYNAMIC_GROUP, compile_options
+
+    options = compile_options("int8", 2, flags)
+    assert options["INFERENCE_PRECISION_HINT"] == hint and options["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == DYNAMIC_GROUP
+    assert "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in compile_options("bf16", 2, flags)
+    assert compile_options("fp32", None, flags)["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+def test_auto_chooses_openvino_int8_only_where_it_passes_and_wins():
+    def measured(int8_ms: float) -> list[Candidate]:
+        return [Candidate("onnxruntime-fp32", 100), Candidate("openvino-fp32", 60), Candidate("openvino-bf16", 30),
+                Candidate("onnxruntime-int8", 70), Candidate("openvino-int8", int8_ms)]
+
+    everything = {"onnxruntime-fp32", "openvino-fp32", "openvino-bf16", "onnxruntime-int8", "openvino-int8"}
+    gated: list[str] = []
+    assert fastest_passing(measured(20), 100, gate_only(everything, gated)).variant == "openvino-int8"
+    assert gated == ["openvino-int8"]
+    gated = []  # int8 fails the gate (e.g. its recall@10): bf16 is served
+    assert fastest_passing(measured(20), 100, gate_only(everything - {"openvino-int8"}, gated)).variant == \
+        "openvino-bf16"
+    assert gated == ["openvino-int8", "openvino-bf16"]
+    gated = []  # int8 passes but is slower than bf16 on this CPU: bf16 wins, int8 is not gated
+    assert fastest_passing(measured(40), 100, gate_only(everything, gated)).variant == "openvino-bf16"
+    assert gated == ["openvino-bf16"]
+    assert [row.name for row in candidates_for("auto", AVX2, BIG)] == ["onnxruntime-fp32", "openvino-fp32",
+                                                                       "onnxruntime-int8"]
+
+
+def test_the_int8_matmuls_no_layernorm_feeds_are_the_dynamic_ones(tmp_path):
+    """q / k / v and FFN up read a LayerNorm (SmoothQuant folds into it): static; FFN down reads the GELU: dynamic."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from builder.openvino_int8 import dynamic_matmuls
+
+    weights = [numpy_helper.from_array(np.ones(shape, dtype=np.float32), name)
+               for name, shape in (("scale", (4,)), ("bias", (4,)), ("up", (4, 8)), ("down", (8, 4)))]
+    nodes = [helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["normed"], name="ln"),
+             helper.make_node("MatMul", ["normed", "up"], ["hidden"], name="ffn_up"),
+             helper.make_node("Relu", ["hidden"], ["active"], name="act"),
+             helper.make_node("MatMul", ["active", "down"], ["out"], name="ffn_down"),
+             helper.make_node("MatMul", ["out", "x_t"], ["scores"], name="activations_only")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                                           helper.make_tensor_value_info("x_t", TensorProto.FLOAT, [4, 1])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1])], weights)
+    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
+    assert dynamic_matmuls(tmp_path / "model.onnx") == ["ffn_down"]
