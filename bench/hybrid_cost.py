@@ -1,4 +1,4 @@
-"""What `/embed_hybrid` costs against `/embed` alone on the same inputs (issue 24).
+"""What `/embed_hybrid` costs against `/embed` alone on the same inputs.
 
 A random XLM-RoBERTa in BGE-M3's published layout (testkit.published.make_bge_m3's files), MiniLM-sized by
 default (hidden 384, 6 layers: the engine dominates as it does for a real model, at a size this CPU runs),

@@ -1,4 +1,4 @@
-"""Where OpenVINO int8 (NNCF) loses retrieval quality, and which configuration keeps it: issue 25's research tool.
+"""Where OpenVINO int8 (NNCF) loses retrieval quality, and which configuration keeps it.
 
 Every configuration is an NNCF post-training quantization of the build's float32 `model.onnx`, calibrated on
 builder/calibration.py's texts (never on the gate's), judged by the precision gate (trident.gate, `reduced`:

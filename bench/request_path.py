@@ -1,4 +1,4 @@
-"""The request path's own figures (issue 16), for `make bench`: what the server costs around the engine.
+"""The request path's own figures, for `make bench`: what the server costs around the engine.
 
 For `--workers 1` and `--workers 2`, with ~5-token requests (one input each) to `/v1/embeddings`:
 - p50 / p99 / p99.9 and requests/s at concurrency 1, 16, 64 and 256;

@@ -1,6 +1,6 @@
 """The openvino-int8 variant: every MatMul in int8, static where SmoothQuant can keep it accurate, dynamic elsewhere.
 
-Measured on all-MiniLM-L6-v2 (bench/int8_sensitivity.py, issue 25): NNCF's static int8 of every MatMul (per-tensor
+Measured on all-MiniLM-L6-v2 (bench/int8_sensitivity.py): NNCF's static int8 of every MatMul (per-tensor
 activation scales from the calibration texts, SmoothQuant alpha 0.5) is ~1.6x openvino-bf16 but fails the gate
 (min cosine 0.955, recall@10 0.895). Left in float one role at a time, the FFN down projections are what loses the
 most (all else int8: 0.989 / 0.955; only they int8: 0.966 / 0.894), then the attention output projections (only
