@@ -1,15 +1,26 @@
 """What Linux /proc says about processes: the few facts the `trident` command reads (the cores it may use, a
-supervised process's children and whether they live). Tests, soak and bench read more: testkit/procfs.py.
+supervised process's children and whether they live), and `die_with_parent` for the processes it starts. Tests,
+soak and bench read more: testkit/procfs.py.
 
 Every function answers for a process that is gone (or never was) without raising: None, False, 0 or empty.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 from pathlib import Path
 
 PROC = Path("/proc")
+PR_SET_PDEATHSIG = 1  # prctl: the signal this process gets when the thread that started it exits
+
+
+def die_with_parent() -> None:
+    """In a child, before its work: SIGTERM it when the thread that started it exits, so none is orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stat(pid: int) -> list[str] | None:

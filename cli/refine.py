@@ -13,7 +13,6 @@ the next `trident serve`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -26,12 +25,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.procfs import die_with_parent
 from trident.spec import ModelSpec
 
 REFINED_SUFFIX = "-refined"
 NICENESS = 19  # the lowest priority where SCHED_IDLE is not allowed: the server's processes come first
 START_DELAY_S = 10.0  # the gateway's own start, and the first requests, before any of the refinement's work
-PR_SET_PDEATHSIG = 1  # prctl: the signal this process gets when the thread that started it exits
 STOP_TIMEOUT_S = 10.0
 
 log = logging.getLogger("trident.serve")
@@ -69,7 +68,7 @@ class Refinement:
         return [sys.executable, "-m", "cli.refine", json.dumps(job)]
 
     def start(self) -> None:
-        """From the serve process's main thread: the child dies with that thread (PR_SET_PDEATHSIG)."""
+        """From the serve process's main thread: the child dies with that thread (die_with_parent)."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out,
@@ -129,8 +128,7 @@ def run(model: str, name: str, out: Path, options: dict[str, object]) -> int:
 
 def _die_with_parent(parent: int) -> None:
     """The kernel sends SIGTERM when the server's main thread exits; if it already has, stop now."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()
     if os.getppid() != parent:
         raise SystemExit(0)
 

@@ -9,7 +9,6 @@ prefix of our own so whatever a crash leaves in /dev/shm can be found and remove
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
+
+from cli.procfs import die_with_parent
 
 SHM_DIR = Path("/dev/shm")
 # How tritonserver 2.51 says a port was taken: gRPC and HTTP fail its start, Metrics only logs it and serves on.
@@ -70,12 +71,6 @@ def triton_environment() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM tritonserver when the process that started it dies, so none is orphaned."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def clean_shared_memory(prefix: str = SHM_PREFIX) -> list[str]:
@@ -133,7 +128,7 @@ class TritonServer:
         with log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=triton_environment(),
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
 
     @property

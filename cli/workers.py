@@ -34,7 +34,7 @@ from pathlib import Path
 from prometheus_client import multiprocess
 
 from cli.ports import PortInUseError
-from cli.triton_server import _die_with_parent
+from cli.procfs import die_with_parent
 from gateway.metrics import MULTIPROCESS_DIR_ENV
 from gateway.settings import GatewaySettings
 
@@ -157,7 +157,7 @@ class GatewayWorkers:
     def _spawn(self, worker: Worker) -> None:
         # Same process group as `trident serve` (a group kill reaches them), and SIGTERM if it dies.
         worker.process = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, str(self.run_dir), str(worker.index)],
-                                          env=self.environment(), preexec_fn=_die_with_parent)
+                                          env=self.environment(), preexec_fn=die_with_parent)
         worker.started, worker.restart_at = time.monotonic(), None
         log.info("gateway worker %d started (pid %d)", worker.index, worker.process.pid)
 

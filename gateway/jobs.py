@@ -85,6 +85,12 @@ class Job:
                                   T.MAX_TOKENS: (self.max_tokens or 0, np.int32)})
 
 
+def vector_options(n: int, normalize: bool, dimensions: int | None, model_normalizes: bool) -> Tensors:
+    """A dense vector's postprocess options; NORMALIZE is sent only where it differs from the model's own head."""
+    return option_tensors(n, {T.NORMALIZE: (normalize, np.bool_), T.DIMENSIONS: (dimensions or 0, np.int32)},
+                          {**T.DEFAULTS, T.NORMALIZE: model_normalizes})
+
+
 @dataclass(kw_only=True)
 class EmbeddingJob(Job):
     """Texts or token ids to embed, and the postprocess options of its kind of embedding (`postprocess_options`).
@@ -140,12 +146,10 @@ class EmbedJob(EmbeddingJob):
 
     def postprocess_options(self, n: int) -> Tensors:
         layout = option_tensors(n, {T.LATE_CHUNKING: (self.late_chunking, np.bool_),
-                             T.CHUNK_LONG: (self.chunk_long, np.bool_)})
+                                    T.CHUNK_LONG: (self.chunk_long, np.bool_)})
         if layout and self.prompt:
             layout[T.PROMPT] = text_column([self.prompt] * n)
-        return {**layout, **option_tensors(n, {T.NORMALIZE: (self.normalize, np.bool_),
-                                        T.DIMENSIONS: (self.dimensions or 0, np.int32)},
-                                    {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes})}
+        return {**layout, **vector_options(n, self.normalize, self.dimensions, self.model_normalizes)}
 
 
 @dataclass(kw_only=True)
@@ -167,9 +171,8 @@ class HybridJob(EmbeddingJob):
         return (*hybrid_outputs(self.kinds), *TOKENIZER_OUTPUTS)
 
     def postprocess_options(self, n: int) -> Tensors:
-        dense = option_tensors(n, {T.NORMALIZE: (self.normalize, np.bool_),
-                                   T.DIMENSIONS: (self.dimensions or 0, np.int32)},
-                               {**T.DEFAULTS, T.NORMALIZE: self.model_normalizes}) if "dense" in self.kinds else {}
+        wants_dense = "dense" in self.kinds
+        dense = vector_options(n, self.normalize, self.dimensions, self.model_normalizes) if wants_dense else {}
         return {**dense, **option_tensors(n, {T.TOP_K: (self.top_k or 0, np.int32)})}
 
 
