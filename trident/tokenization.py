@@ -104,7 +104,7 @@ class TextTokenizer:
         for i in range(n):
             if limits[i] is not None:
                 encodings[i], too_long[i] = self._encode_capped(items[i], pairs is not None, limits[i], left[i])
-            elif encodings[i].overflowing:
+            elif not truncate[i] and encodings[i].overflowing:  # truncated anyway: its whole count is not needed
                 whole = self._whole.encode(*items[i]) if pairs is not None else self._whole.encode(items[i])
                 too_long[i] = len(whole.ids)
         for i in range(n):
