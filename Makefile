@@ -59,13 +59,15 @@ peers:
 	     "pyarrow==15.0.2" "fsspec==2024.2.0" ) || echo "infinity-emb could not be installed: bench runs without it"
 
 # sentence-transformers' own ONNX and OpenVINO backends (optimum-onnx, optimum-intel) need transformers < 5: their venv.
+# `datasets` reads the OpenVINO int8 export's calibration texts from a local CSV (huggingface-hub < 1.0 for transformers 4).
 peers-st:
-	( test -x .venv-st/bin/python && .venv-st/bin/python -c "import optimum.intel, optimum.onnxruntime" 2>/dev/null ) \
+	( test -x .venv-st/bin/python && .venv-st/bin/python -c "import optimum.intel, optimum.onnxruntime, datasets" 2>/dev/null ) \
 	|| ( $(PYTHON) -m venv .venv-st \
 	  && .venv-st/bin/python -m pip install -q --upgrade pip \
 	  && .venv-st/bin/python -m pip install -q torch==2.13.0 \
 	  && .venv-st/bin/python -m pip install -q "sentence-transformers[onnx,openvino]==5.7.0" "optimum-intel==1.27.0" \
-	     "optimum-onnx==0.1.0" "optimum==2.1.0" "transformers==4.57.6" "openvino==2026.4.1" ) \
+	     "optimum-onnx==0.1.0" "optimum==2.1.0" "transformers==4.57.6" "openvino==2026.4.1" \
+	     "datasets==4.0.0" "huggingface-hub<1.0" ) \
 	|| echo "sentence-transformers' onnx / openvino backends could not be installed: bench runs without them"
 
 bench: $(BENCH_STAMP) peers peers-st

@@ -230,6 +230,8 @@ def main() -> int:
     parser.add_argument("--skip-infinity", action="store_true")
     parser.add_argument("--skip-int8", action="store_true", help="skip the --quantization int8 build's run")
     parser.add_argument("--skip-precision", action="store_true", help="skip bench/precision.py's variants and peers")
+    parser.add_argument("--skip-bert-base", action="store_true",
+                        help="the precision table of the default model only (not the BERT-base-sized one)")
     parser.add_argument("--skip-request-path", action="store_true", help="skip bench/request_path.py's figures")
     parser.add_argument("--skip-priorities", action="store_true", help="skip bench/priorities.py's mixed load")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -277,9 +279,11 @@ def main() -> int:
         results["infinity"] = best_infinity(model_dir, long, short, tokens_long, tokens_short, args, logs)
 
     if not args.skip_precision:  # every engine variant this CPU allows, and the peers a user would pick on it
-        from bench.precision import precision_table
+        from bench.precision import bench_models
 
-        results["precision"] = precision_table(model_dir, long, tokens_long, results, args.seconds, args.out, logs)
+        tables = bench_models(model_dir, long, tokens_long, results, args.seconds, args.out, logs,
+                              bert_base=not args.skip_bert_base)
+        results["precision"], results["precision_bert_base"] = tables["default"], tables.get("bert_base")
     if not args.skip_request_path:  # the server's own cost around the engine, --workers 1 and 2
         from bench.request_path import print_table, request_path_table
 
@@ -329,6 +333,11 @@ def main() -> int:
         **results["ratios"],
     }
     print(json.dumps(summary, indent=2))
+    for table in (results.get("precision"), results.get("precision_bert_base")):
+        if table:
+            from bench.precision import render
+
+            print(render(table))
     if "request_path" in results:
         print_table(results["request_path"])
     if "priorities" in results:
