@@ -48,7 +48,7 @@ def first_start(runs: dict[str, dict], title: str):
 
 
 def bars(values: dict[str, float], unit: str, title: str):
-    fig, axis = _axes(title, (8, 1.4 + 0.35 * len(values)))
+    fig, axis = _axes(title, (10, 1.4 + 0.35 * len(values)))  # room for long labels
     labels = list(values)[::-1]
     colors = ["tab:blue" if label.startswith("Trident") else "tab:gray" for label in labels]  # Trident stands out
     axis.barh(labels, [values[label] for label in labels], color=colors)
