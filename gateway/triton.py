@@ -59,6 +59,9 @@ def translate(exc: InferenceServerException, offset: int = 0, param: str = "inpu
     status = STATUSES.get(exc.status() or "")
     if status is grpc.StatusCode.UNAVAILABLE:
         return TritonUnreachable(ErrorKind.UNAVAILABLE, f"the inference server is unavailable: {message}")
+    if status is grpc.StatusCode.DEADLINE_EXCEEDED:  # queued or running past the deadline: the flag that sets it
+        return ApiError(ErrorKind.UNAVAILABLE, f"no answer from the inference server within the gateway's "
+                        f"--request-timeout: {message}")
     if status in RETRYABLE:
         return ApiError(ErrorKind.UNAVAILABLE, f"the inference server is unavailable: {message}")
     # What is left is Triton refusing the request the gateway built (INVALID_ARGUMENT untagged: a tensor

@@ -100,8 +100,14 @@ def test_unreachable_is_503_and_lets_the_pool_fail_over(message, status):
     assert isinstance(error, TritonUnreachable) and error.status == 503 and error.error_type == "unavailable"
 
 
+def test_a_deadline_names_the_flag_that_sets_it():
+    error = translate(failure("Deadline Exceeded", "StatusCode.DEADLINE_EXCEEDED"))
+    assert error.status == 503 and not isinstance(error, TritonUnreachable)
+    assert error.message == ("no answer from the inference server within the gateway's --request-timeout: "
+                             "Deadline Exceeded")
+
+
 @pytest.mark.parametrize(("message", "status"), [
-    ("Deadline Exceeded", "StatusCode.DEADLINE_EXCEEDED"),
     ("Locally cancelled by application!", "StatusCode.CANCELLED"),
     ("in ensemble 'm', Stub process 'm_tokenizer_0_0' is not healthy.", "StatusCode.INTERNAL"),
     ("Request for unknown model: 'm' has no available versions", "StatusCode.NOT_FOUND"),
