@@ -380,10 +380,13 @@ def _shape(model_dir: Path) -> dict:
 
 
 def passing(contenders: dict[str, dict]) -> set[str]:
-    """The contenders that count: they ran, at cosine >= 0.99 and recall@10 >= 0.95 to float32 (infinity-emb's
-    float32 engines, not measured: taken as passing)."""
-    return {label for label, row in contenders.items()
-            if "tokens_per_s" in row and row.get("min_cosine", 1.0) >= 0.99 and row.get("recall_at_10", 1.0) >= 0.95}
+    """The contenders that count: they ran, within the precision gate's cosine and recall@10 to float32
+    (infinity-emb's float32 engines, not measured: taken as passing)."""
+    from trident.gate import TOLERANCES
+
+    gate = TOLERANCES["reduced"]
+    return {label for label, row in contenders.items() if "tokens_per_s" in row
+            and row.get("min_cosine", 1.0) >= gate.min_cosine and row.get("recall_at_10", 1.0) >= gate.min_recall}
 
 
 def targets(contenders: dict[str, dict], ceilings: dict[str, float], accepted: set[str]) -> dict:

@@ -123,7 +123,7 @@ class TritonServer:
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_file = self.log_path
+        log_file = self.log_path
         self._log_start = log_file.stat().st_size if log_file.exists() else 0
         with log_file.open("ab") as log:
             self.process = subprocess.Popen(
@@ -184,9 +184,9 @@ class TritonServer:
 
     def ports_taken(self) -> set[str]:
         """The ports (http, grpc, metrics) this start of tritonserver found taken, from its log."""
-        if not self.log_file or not self.log_file.exists():
+        if not self.log_path.exists():
             return set()
-        with self.log_file.open("rb") as log:
+        with self.log_path.open("rb") as log:
             log.seek(self._log_start)
             text = log.read().decode(errors="replace")
         return {SERVICE_PORTS[match.group(1)] for match in PORT_TAKEN.finditer(text)}
@@ -195,6 +195,6 @@ class TritonServer:
         return getattr(self, f"{name}_port")
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_file or not self.log_file.exists():
+        if not self.log_path.exists():
             return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -59,11 +59,10 @@ def translate(exc: InferenceServerException, offset: int = 0, param: str = "inpu
     status = STATUSES.get(exc.status() or "")
     if status is grpc.StatusCode.UNAVAILABLE:
         return TritonUnreachable(ErrorKind.UNAVAILABLE, f"the inference server is unavailable: {message}")
-    if status is grpc.StatusCode.DEADLINE_EXCEEDED:  # queued or running past the deadline: the flag that sets it
-        return ApiError(ErrorKind.UNAVAILABLE, f"no answer from the inference server within the gateway's "
-                        f"--request-timeout: {message}")
-    if status in RETRYABLE:
-        return ApiError(ErrorKind.UNAVAILABLE, f"the inference server is unavailable: {message}")
+    if status in RETRYABLE:  # a deadline names the flag that sets it
+        what = ("no answer from the inference server within the gateway's --request-timeout"
+                if status is grpc.StatusCode.DEADLINE_EXCEEDED else "the inference server is unavailable")
+        return ApiError(ErrorKind.UNAVAILABLE, f"{what}: {message}")
     # What is left is Triton refusing the request the gateway built (INVALID_ARGUMENT untagged: a tensor
     # the ensemble does not take) or a status Triton does not send for inference.
     return ApiError(ErrorKind.BACKEND_FAILED, f"the inference server failed: {message}")
